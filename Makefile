@@ -1,0 +1,62 @@
+# One entry point for every chore: make run, make test, make lint, make stubs, make bench.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test test-reliability test-interop lint stubs stubs-check bench bench-quick clean
+
+help:
+	@echo "make run               start the emulator and the gateway, and show every operation"
+	@echo "make test              the whole unit, integration and conformance suite"
+	@echo "make test-interop      the Go, Java, TypeScript and Python clients against a live gateway"
+	@echo "make test-reliability  faults, load, restarts and fuzzing (long)"
+	@echo "make lint              ruff, mypy, buf lint and buf breaking"
+	@echo "make stubs             regenerate every client stub from protos/"
+	@echo "make bench             gateway vs Encord SDK vs raw floor, in one run"
+
+$(STAMP): pyproject.toml client_stubs/python/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ./client_stubs/python -e '.[test,dev]'
+	touch $@
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(PY) tools/demo.py $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+test-reliability: $(STAMP)
+	$(PY) -m pytest -q -m slow $(ARGS)
+
+test-interop: $(STAMP)
+	bash client_stubs/interop.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	cd protos && ../$(VENV)/bin/buf lint
+	bash tools/buf_breaking.sh
+
+stubs: $(STAMP)
+	bash tools/gen_python_stubs.sh
+	bash tools/gen_other_stubs.sh
+
+# CI: regenerating the stubs must leave the committed tree unchanged.
+stubs-check: stubs
+	git diff --exit-code -- client_stubs
+	test -z "$$(git status --porcelain -- client_stubs)"
+
+bench: $(STAMP)
+	$(PY) bench/run.py $(ARGS)
+
+bench-quick: $(STAMP)
+	$(PY) bench/run.py --quick $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,220 @@
+"""A throwaway emulator + gateway pair on free loopback ports, for the demo, tests and benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+DEMO_ADMIN = "admin@example.com"
+DEMO_PROJECT = "6ac8a6a4-6a64-4d4b-9a1c-3f1e3c2b9d10"
+DEMO_DATASET = "0c2f1f0e-7f37-4a0e-8c47-1d2e9a6b5f21"
+STARTUP_TIMEOUT_S = 30.0
+
+
+def write_ssh_key(path: Path, passphrase: bytes | None = None) -> str:
+    """Writes a new OpenSSH Ed25519 private key to `path` and returns its public key line."""
+    key = Ed25519PrivateKey.generate()
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    )
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption)
+    )
+    path.chmod(0o600)
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return public.decode() + " gateway@devstack"
+
+
+def write_fixture(
+    path: Path,
+    public_key_line: str,
+    *,
+    email: str = DEMO_ADMIN,
+    projects: Sequence[str] = (DEMO_PROJECT,),
+    datasets: Sequence[str] = (DEMO_DATASET,),
+) -> None:
+    """Writes an emulator fixture with one admin user who administers every listed resource."""
+    lines = [f'[[users]]\nemail = "{email}"\npublic_key = "{public_key_line}"\n']
+    for n, project in enumerate(projects, 1):
+        lines.append(
+            f'[[projects]]\nproject_hash = "{project}"\ntitle = "Demo project {n}"\n'
+            f'admins = ["{email}"]\nmembers = []\n'
+        )
+    for n, dataset in enumerate(datasets, 1):
+        lines.append(
+            f'[[datasets]]\ndataset_hash = "{dataset}"\ntitle = "Demo dataset {n}"\n'
+            f'admins = ["{email}"]\nmembers = []\n'
+        )
+    path.write_text("\n".join(lines))
+
+
+@dataclass
+class Service:
+    """A child process that printed `listening on HOST:PORT`."""
+
+    name: str
+    process: subprocess.Popen[str]
+    address: str
+    output: list[str] = field(default_factory=list)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_service(
+    name: str, argv: Sequence[str], env: dict[str, str] | None = None, log_path: Path | None = None
+) -> Service:
+    """Starts `argv`, waits for its `listening on` line, then keeps draining its output to `log_path`."""
+    process = subprocess.Popen(
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert process.stdout is not None
+    output: list[str] = []
+    found = threading.Event()
+    address: list[str] = []
+    log = log_path.open("a") if log_path else None
+
+    # One reader thread per child: the pipe must be drained for the child's whole
+    # life, or it blocks on a full pipe once it logs enough.
+    def drain() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+            if log:
+                log.write(line)
+                log.flush()
+            if not found.is_set() and line.startswith("listening on "):
+                address.append(line.split()[-1])
+                found.set()
+        if log:
+            log.close()
+        found.set()
+
+    threading.Thread(target=drain, name=f"{name}-output", daemon=True).start()
+    if not found.wait(STARTUP_TIMEOUT_S) or not address:
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"{name} did not start: {''.join(output)[-2000:]}")
+    return Service(name, process, address[0], output)
+
+
+def cli_argv(*args: str) -> list[str]:
+    """The encord-gateway command line, run with this interpreter."""
+    return [sys.executable, "-m", "encord_gateway", *args]
+
+
+@dataclass
+class Stack:
+    """A running emulator and gateway, with the files they were started from."""
+
+    workdir: Path
+    emulator: Service
+    gateway: Service
+    ssh_key_file: Path
+    fixture_file: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "ENCORD_GATEWAY_ADDRESS": self.gateway.address,
+            "ENCORD_EMULATOR_URL": f"http://{self.emulator.address}",
+            "ENCORD_DEMO_PROJECT": DEMO_PROJECT,
+            "ENCORD_DEMO_DATASET": DEMO_DATASET,
+        }
+
+
+@contextlib.contextmanager
+def running_stack(
+    workdir: Path | None = None,
+    *,
+    emulator_args: Sequence[str] = (),
+    gateway_args: Sequence[str] = (),
+    gateway_env: dict[str, str] | None = None,
+) -> Iterator[Stack]:
+    """Starts the emulator with a demo fixture and a fresh key, then the gateway against it."""
+    own_dir = workdir is None
+    root = Path(tempfile.mkdtemp(prefix="encord-gateway-")) if workdir is None else workdir
+    root.mkdir(parents=True, exist_ok=True)
+    key_file = root / "gateway_ed25519"
+    fixture = root / "fixture.toml"
+    write_fixture(fixture, write_ssh_key(key_file))
+    emulator = start_service(
+        "emulator",
+        cli_argv("emulator", "--listen", "127.0.0.1:0", "--fixture", str(fixture), *emulator_args),
+        log_path=root / "emulator.log",
+    )
+    try:
+        gateway = start_service(
+            "gateway",
+            cli_argv(
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--encord-domain",
+                f"http://{emulator.address}",
+                "--ssh-key-file",
+                str(key_file),
+                *gateway_args,
+            ),
+            env=gateway_env,
+            log_path=root / "gateway.log",
+        )
+        try:
+            yield Stack(root, emulator, gateway, key_file, fixture)
+        finally:
+            gateway.stop()
+    finally:
+        emulator.stop()
+        if own_dir:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m encord_gateway.devstack",
+        description="Start an emulator and a gateway on free loopback ports and run COMMAND against them "
+        "(with ENCORD_GATEWAY_ADDRESS, ENCORD_EMULATOR_URL, ENCORD_DEMO_PROJECT and ENCORD_DEMO_DATASET "
+        "set); without COMMAND, print those variables and serve until interrupted.",
+    )
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the command to run, after --")
+    args = parser.parse_args(argv)
+    command = [c for c in args.command if c != "--"] if args.command else []
+    # Block the stop signals so that they end sigwait() below (or the child) and the
+    # stack is torn down by the context manager, never orphaned.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    with running_stack() as stack:
+        if command:
+            return subprocess.call(command, env={**os.environ, **stack.env})
+        for name, value in stack.env.items():
+            print(f"{name}={value}", flush=True)
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
