@@ -69,9 +69,10 @@ class Service:
     process: subprocess.Popen[str]
     address: str
     output: list[str] = field(default_factory=list)
+    drained: threading.Event = field(default_factory=threading.Event)
 
     def stop(self, timeout: float = 15.0) -> int:
-        """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
+        """SIGTERM, then SIGKILL after `timeout`; returns the exit code once its output is drained."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -79,6 +80,7 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.drained.wait(5)
         return self.process.returncode
 
 
@@ -96,6 +98,7 @@ def start_service(
     assert process.stdout is not None
     output: list[str] = []
     found = threading.Event()
+    drained = threading.Event()
     address: list[str] = []
     log = log_path.open("a") if log_path else None
 
@@ -111,16 +114,18 @@ def start_service(
             if not found.is_set() and line.startswith("listening on "):
                 address.append(line.split()[-1])
                 found.set()
+        process.stdout.close()
         if log:
             log.close()
         found.set()
+        drained.set()
 
     threading.Thread(target=drain, name=f"{name}-output", daemon=True).start()
     if not found.wait(STARTUP_TIMEOUT_S) or not address:
         process.kill()
         process.wait()
         raise RuntimeError(f"{name} did not start: {''.join(output)[-2000:]}")
-    return Service(name, process, address[0], output)
+    return Service(name, process, address[0], output, drained)
 
 
 def cli_argv(*args: str) -> list[str]:

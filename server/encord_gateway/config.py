@@ -1,0 +1,237 @@
+"""Settings: one frozen value built once from flags, environment and a TOML file (in that order)."""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_DOMAIN = "https://api.encord.com"
+
+
+class ConfigError(Exception):
+    """The settings are unusable; the message says which one and why, in one line."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its flag, its environment variable, its TOML key (= the Settings field) and type."""
+
+    name: str
+    env: str
+    kind: type
+    default: Any
+    help: str
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("listen", "ENCORD_GATEWAY_LISTEN", str, DEFAULT_LISTEN, "gRPC address HOST:PORT (port 0: any free port)",
+           "HOST:PORT"),
+    Option("encord_domain", "ENCORD_GATEWAY_ENCORD_DOMAIN", str, DEFAULT_DOMAIN,
+           "Encord API base URL (the emulator's, e.g. http://127.0.0.1:8080)", "URL"),
+    Option("ssh_key_file", "ENCORD_SSH_KEY_FILE", str, None,
+           "OpenSSH Ed25519 private key of the gateway's Encord user (else $ENCORD_SSH_KEY holds the key text)",
+           "PATH"),
+    Option("ssh_key_passphrase_file", "ENCORD_SSH_KEY_PASSPHRASE_FILE", str, None,
+           "file holding the key's passphrase (else $ENCORD_SSH_KEY_PASSPHRASE)", "PATH"),
+    Option("encord_ca_file", "ENCORD_GATEWAY_ENCORD_CA_FILE", str, None,
+           "CA bundle to trust for the Encord domain (e.g. an emulator's self-signed certificate)", "PATH"),
+    Option("config", "ENCORD_GATEWAY_CONFIG", str, None, "TOML file with any of these settings and the callers",
+           "FILE"),
+    Option("log_level", "ENCORD_GATEWAY_LOG_LEVEL", str, "info", "debug, info, warning or error", "LEVEL"),
+    Option("default_deadline", "ENCORD_GATEWAY_DEFAULT_DEADLINE", float, 30.0,
+           "seconds a call may take when the caller sets no deadline", "SECONDS"),
+    Option("grace_period", "ENCORD_GATEWAY_GRACE_PERIOD", float, 10.0,
+           "seconds in-flight calls get to finish on SIGTERM", "SECONDS"),
+    Option("workers", "ENCORD_GATEWAY_WORKERS", int, 64, "calls served at once (threads)", "N"),
+    Option("upstream_pool_size", "ENCORD_GATEWAY_UPSTREAM_POOL_SIZE", int, 64,
+           "keep-alive connections to Encord at most", "N"),
+    Option("upstream_connect_timeout", "ENCORD_GATEWAY_UPSTREAM_CONNECT_TIMEOUT", float, 5.0,
+           "seconds to wait for a connection to Encord", "SECONDS"),
+    Option("upstream_retries", "ENCORD_GATEWAY_UPSTREAM_RETRIES", int, 4,
+           "attempts for list calls (creates are never retried)", "N"),
+    Option("readiness_probe_interval", "ENCORD_GATEWAY_READINESS_PROBE_INTERVAL", float, 0.0,
+           "if > 0, health is SERVING only while Encord answers a probe this often", "SECONDS"),
+    Option("max_message_bytes", "ENCORD_GATEWAY_MAX_MESSAGE_BYTES", int, 64 * 1024,
+           "largest request message accepted", "BYTES"),
+    Option("tls_cert", "ENCORD_GATEWAY_TLS_CERT", str, None, "server certificate chain (PEM) for TLS", "PATH"),
+    Option("tls_key", "ENCORD_GATEWAY_TLS_KEY", str, None, "server private key (PEM) for TLS", "PATH"),
+    Option("client_ca", "ENCORD_GATEWAY_CLIENT_CA", str, None,
+           "CA bundle for client certificates: turns on mutual TLS", "PATH"),
+    Option("insecure", "ENCORD_GATEWAY_INSECURE", bool, False,
+           "allow a non-loopback listen address without TLS and callers"),
+    Option("audit_log", "ENCORD_GATEWAY_AUDIT_LOG", str, None,
+           "append one JSON line per authorized or denied call here ('-' for stdout)", "FILE"),
+    Option("metrics_listen", "ENCORD_GATEWAY_METRICS_LISTEN", str, None,
+           "serve Prometheus metrics on HOST:PORT", "HOST:PORT"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway is started with. Secrets are kept out of its repr."""
+
+    listen: str = DEFAULT_LISTEN
+    encord_domain: str = DEFAULT_DOMAIN
+    ssh_key_file: str | None = None
+    ssh_key_text: str | None = field(default=None, repr=False)
+    ssh_key_source: str = ""
+    ssh_key_passphrase: str | None = field(default=None, repr=False)
+    ssh_key_passphrase_file: str | None = None
+    encord_ca_file: str | None = None
+    config: str | None = None
+    log_level: str = "info"
+    default_deadline: float = 30.0
+    grace_period: float = 10.0
+    workers: int = 64
+    upstream_pool_size: int = 64
+    upstream_connect_timeout: float = 5.0
+    upstream_retries: int = 4
+    readiness_probe_interval: float = 0.0
+    max_message_bytes: int = 64 * 1024
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    client_ca: str | None = None
+    insecure: bool = False
+    audit_log: str | None = None
+    metrics_listen: str | None = None
+    # The raw TOML document, for the sections other modules own (e.g. [[callers]]).
+    document: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per option; its default is None so that env and file can fill the gap."""
+    for option in OPTIONS:
+        help_text = f"{option.help} [env {option.env}; default {option.default}]"
+        if option.kind is bool:
+            parser.add_argument(option.flag, action="store_const", const=True, default=None, help=help_text)
+        else:
+            parser.add_argument(option.flag, default=None, metavar=option.metavar, help=help_text)
+
+
+def _convert(option: Option, value: Any, origin: str) -> Any:
+    if value is None:
+        return None
+    try:
+        if option.kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(value)
+        if option.kind is str:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return value
+        if isinstance(value, bool):
+            raise ValueError(value)
+        return option.kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{option.name} from {origin} must be {option.kind.__name__}, not {value!r}") from None
+
+
+def read_document(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def load(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    """Flags > environment > TOML file > defaults, then validated."""
+    config_path = getattr(args, "config", None) or env.get("ENCORD_GATEWAY_CONFIG")
+    document = read_document(config_path) if config_path else {}
+    known = {o.name for o in OPTIONS} | {"callers"}
+    unknown = sorted(set(document) - known)
+    if unknown:
+        raise ConfigError(f"config file {config_path} has unknown settings: {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        flag_value = getattr(args, option.name, None)
+        if flag_value is not None:
+            values[option.name] = _convert(option, flag_value, option.flag)
+        elif env.get(option.env) not in (None, ""):
+            values[option.name] = _convert(option, env[option.env], f"${option.env}")
+        elif option.name in document:
+            values[option.name] = _convert(option, document[option.name], f"{config_path}")
+        else:
+            values[option.name] = option.default
+    values["config"] = config_path
+    source = ""
+    key_text = None
+    if getattr(args, "ssh_key_file", None):
+        source = f"--ssh-key-file {values['ssh_key_file']}"
+    elif env.get("ENCORD_SSH_KEY_FILE"):
+        source = f"$ENCORD_SSH_KEY_FILE ({values['ssh_key_file']})"
+    elif env.get("ENCORD_SSH_KEY"):
+        # The SDK's order: a key file first, then the key text itself.
+        values["ssh_key_file"], key_text, source = None, env["ENCORD_SSH_KEY"], "$ENCORD_SSH_KEY"
+    elif values["ssh_key_file"]:
+        source = f"ssh_key_file in {config_path} ({values['ssh_key_file']})"
+    passphrase = env.get("ENCORD_SSH_KEY_PASSPHRASE") or None
+    if values["ssh_key_passphrase_file"]:
+        try:
+            passphrase = Path(values["ssh_key_passphrase_file"]).read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"passphrase file {values['ssh_key_passphrase_file']} cannot be read: {exc.strerror}"
+            ) from None
+    settings = Settings(
+        **values,
+        ssh_key_text=key_text,
+        ssh_key_source=source,
+        ssh_key_passphrase=passphrase,
+        document=document,
+    )
+    validate(settings)
+    return settings
+
+
+def split_host_port(address: str, what: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{what} must be HOST:PORT with a port from 0 to 65535, not {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def validate(settings: Settings) -> None:
+    split_host_port(settings.listen, "listen")
+    if settings.metrics_listen:
+        split_host_port(settings.metrics_listen, "metrics_listen")
+    if not settings.encord_domain.startswith(("http://", "https://")):
+        raise ConfigError(f"encord_domain must start with http:// or https://, not {settings.encord_domain!r}")
+    if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"log_level must be debug, info, warning or error, not {settings.log_level!r}")
+    for name in ("default_deadline", "grace_period", "upstream_connect_timeout"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{name} must be more than 0 seconds")
+    for name in ("workers", "upstream_pool_size", "upstream_retries", "max_message_bytes"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"{name} must be at least 1")
+    if settings.readiness_probe_interval < 0:
+        raise ConfigError("readiness_probe_interval may not be negative")
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ConfigError("tls_cert and tls_key go together: give both or neither")
+    if settings.client_ca and not settings.tls_cert:
+        raise ConfigError("client_ca (mutual TLS) needs tls_cert and tls_key")
+
+
+def option_names() -> list[str]:
+    return [f.name for f in fields(Settings)]

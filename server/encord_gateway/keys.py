@@ -1,0 +1,193 @@
+"""The six key operations in Encord's terms, including the SDK's get-or-create semantics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from encord_gateway import errors
+from encord_gateway.scopes import (
+    ALL_DATASET_SCOPES,
+    ALL_PROJECT_SCOPES,
+    DATASET_SCOPE_NUMBERS,
+    PROJECT_SCOPE_NUMBERS,
+)
+from encord_gateway.upstream import CallOutcome, Deadline, EncordClient, UpstreamCall
+from encord_gateway.validation import KeyRequest
+
+log = logging.getLogger(__name__)
+
+PROJECT_KEY_TYPE = "projectapikey"
+DATASET_KEY_TYPE = "datasetapikey"
+
+
+@dataclass(frozen=True)
+class ProjectKey:
+    api_key: str
+    title: str
+    scopes: tuple[str, ...]
+    project_hash: str
+
+
+@dataclass(frozen=True)
+class DatasetKey:
+    dataset_hash: str
+    api_key: str
+    title: str
+    key_hash: str
+    scopes: tuple[str, ...]
+
+
+@dataclass
+class CallScope:
+    """Per-RPC context handed to the operations: deadline, trace id, and what upstream did."""
+
+    deadline: Deadline
+    trace_id: str
+    upstream: list[CallOutcome] = field(default_factory=list)
+
+
+class StripedLocks:
+    """A fixed set of locks picked by a key's hash: per-resource exclusion in bounded memory."""
+
+    def __init__(self, stripes: int = 64) -> None:
+        self._locks = [threading.Lock() for _ in range(stripes)]
+
+    def acquire(self, key: str, deadline: Deadline, trace_id: str) -> threading.Lock:
+        lock = self._locks[zlib.crc32(key.encode()) % len(self._locks)]
+        if not lock.acquire(timeout=max(0.0, deadline.remaining())):
+            raise errors.UpstreamDeadlineExceeded(
+                "the deadline ran out waiting for a concurrent get-or-create of the same resource",
+                trace_id=trace_id,
+            )
+        return lock
+
+
+class KeyOperations:
+    """Turns each operation into Encord calls (encord/user_client.py) and parses what comes back."""
+
+    def __init__(self, client: EncordClient) -> None:
+        self._client = client
+        # Two simultaneous get-or-creates for one resource would both miss the
+        # master key and both mint one; in one process, this lock makes it one.
+        self._get_or_create = StripedLocks()
+
+    def _call(
+        self, scope: CallScope, query_type: str, method: str, uid: Any, payload: Any, *, retryable: bool
+    ) -> Any:
+        call = UpstreamCall(query_type, method, uid, payload, scope.deadline, scope.trace_id, retryable)
+        scope.upstream.append(call.outcome)
+        return self._client.call(call)
+
+    # Projects ---------------------------------------------------------------
+
+    def create_project_key(self, request: KeyRequest, scope: CallScope) -> ProjectKey:
+        payload = {"title": request.title, "scopes": list(request.scopes)}
+        answer = self._call(scope, PROJECT_KEY_TYPE, "POST", request.resource_hash, payload, retryable=False)
+        if not isinstance(answer, str) or not answer:
+            raise _bad_answer("a created project key", scope)
+        return ProjectKey(answer, request.title, request.scopes, request.resource_hash)
+
+    def list_project_keys(self, project_hash: str, scope: CallScope) -> list[ProjectKey]:
+        answer = self._call(scope, PROJECT_KEY_TYPE, "GET", project_hash, None, retryable=True)
+        return [_project_key(item, project_hash, scope) for item in _list_answer(answer, "project keys", scope)]
+
+    def get_or_create_project_key(self, project_hash: str, scope: CallScope) -> tuple[ProjectKey, bool]:
+        lock = self._get_or_create.acquire(project_hash, scope.deadline, scope.trace_id)
+        try:
+            for key in self.list_project_keys(project_hash, scope):
+                if set(key.scopes) == set(ALL_PROJECT_SCOPES):
+                    return key, False
+            request = KeyRequest(project_hash, f"{project_hash} - admin key", ALL_PROJECT_SCOPES)
+            return self.create_project_key(request, scope), True
+        finally:
+            lock.release()
+
+    # Datasets ---------------------------------------------------------------
+
+    def create_dataset_key(self, request: KeyRequest, scope: CallScope) -> DatasetKey:
+        payload = {"dataset_hash": request.resource_hash, "title": request.title, "scopes": list(request.scopes)}
+        answer = self._call(scope, DATASET_KEY_TYPE, "POST", None, payload, retryable=False)
+        return _dataset_key(answer, request.resource_hash, scope)
+
+    def list_dataset_keys(self, dataset_hash: str, scope: CallScope) -> list[DatasetKey]:
+        payload = {"dataset_hash": dataset_hash}
+        answer = self._call(scope, DATASET_KEY_TYPE, "GET", None, payload, retryable=True)
+        return [_dataset_key(item, dataset_hash, scope) for item in _list_answer(answer, "dataset keys", scope)]
+
+    def get_or_create_dataset_key(self, dataset_hash: str, scope: CallScope) -> tuple[DatasetKey, bool]:
+        lock = self._get_or_create.acquire(dataset_hash, scope.deadline, scope.trace_id)
+        try:
+            for key in self.list_dataset_keys(dataset_hash, scope):
+                if set(key.scopes) == set(ALL_DATASET_SCOPES):
+                    return key, False
+            request = KeyRequest(dataset_hash, f"{dataset_hash} - admin key", ALL_DATASET_SCOPES)
+            return self.create_dataset_key(request, scope), True
+        finally:
+            lock.release()
+
+
+# Parsing Encord's answers ---------------------------------------------------
+
+
+def _bad_answer(what: str, scope: CallScope) -> errors.UpstreamUnavailable:
+    return errors.UpstreamUnavailable(
+        f"Encord's answer is not {what}", reason="UPSTREAM_BAD_RESPONSE", trace_id=scope.trace_id
+    )
+
+
+def _list_answer(answer: Any, what: str, scope: CallScope) -> list[Any]:
+    # The SDK turns a null list into ResourceNotFoundError, and so do we.
+    if answer is None:
+        raise errors.EncordNotFound(
+            "RESOURCE_NOT_FOUND_ERROR", f"Encord found no {what}", trace_id=scope.trace_id
+        )
+    if not isinstance(answer, list):
+        raise _bad_answer(f"a list of {what}", scope)
+    return answer
+
+
+def _scopes(value: Any, known: dict[str, int], scope: CallScope) -> tuple[str, ...]:
+    """Scopes as a list or, as Encord sometimes sends them, a JSON-encoded list."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise _bad_answer("a key with a scope list", scope) from None
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise _bad_answer("a key with a scope list", scope)
+    unknown = [s for s in value if s not in known]
+    if unknown:
+        # A scope newer than this gateway: the key is still listed, without it.
+        log.warning("ignoring scopes unknown to this gateway: %s", ", ".join(sorted(set(unknown))))
+    return tuple(dict.fromkeys(s for s in value if s in known))
+
+
+def _fields(item: Any, names: Iterable[str], what: str, scope: CallScope) -> dict[str, Any]:
+    if not isinstance(item, dict) or not all(isinstance(item.get(n), str) for n in names):
+        raise _bad_answer(what, scope)
+    return item
+
+
+def _project_key(item: Any, project_hash: str, scope: CallScope) -> ProjectKey:
+    fields = _fields(item, ("api_key", "title"), "a project key", scope)
+    return ProjectKey(
+        fields["api_key"], fields["title"], _scopes(fields.get("scopes"), PROJECT_SCOPE_NUMBERS, scope), project_hash
+    )
+
+
+def _dataset_key(item: Any, dataset_hash: str, scope: CallScope) -> DatasetKey:
+    fields = _fields(item, ("api_key", "title"), "a dataset key", scope)
+    key_hash = fields.get("key_hash")
+    return DatasetKey(
+        str(fields.get("resource_hash") or dataset_hash),
+        fields["api_key"],
+        fields["title"],
+        key_hash if isinstance(key_hash, str) else "",
+        _scopes(fields.get("scopes"), DATASET_SCOPE_NUMBERS, scope),
+    )

@@ -1,0 +1,39 @@
+"""Structured logging: one JSON object per line on stderr."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+# Fields attached with `extra={"fields": {...}}` are merged into the JSON line.
+FIELDS = "fields"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update(getattr(record, FIELDS, None) or {})
+        if record.exc_info:
+            # Exception texts are the gateway's own (GatewayError never holds a
+            # secret); tracebacks of bugs go out so that they can be fixed.
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def configure(level: str = "info") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # urllib3 logs full URLs and headers at DEBUG; headers carry the signature.
+    logging.getLogger("urllib3").setLevel(max(logging.INFO, root.level))

@@ -1,0 +1,175 @@
+"""The ApiKeyService servicer: validate, authorize, call Encord, answer; errors are the frame's job."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import grpc
+from encord_gateway_client.v1 import api_keys_pb2 as pb
+from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
+
+from encord_gateway import validation
+from encord_gateway.calls import CallRecord, RpcFrame, rpc
+from encord_gateway.keys import DatasetKey, KeyOperations, ProjectKey
+from encord_gateway.policy import Access, Gatekeeper, KeyIntent
+from encord_gateway.redaction import fingerprint
+from encord_gateway.scopes import (
+    ALL_DATASET_SCOPES,
+    ALL_PROJECT_SCOPES,
+    DATASET_SCOPE_NUMBERS,
+    DATASET_SCOPES,
+    PROJECT_SCOPE_NUMBERS,
+    PROJECT_SCOPES,
+)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ApiKeyService"].full_name
+
+
+def project_key_message(key: ProjectKey, *, reveal: bool = True) -> pb.ProjectApiKey:
+    return pb.ProjectApiKey(
+        api_key=key.api_key if reveal else "",
+        title=key.title,
+        scopes=[PROJECT_SCOPE_NUMBERS[s] for s in key.scopes],  # type: ignore[misc]
+        project_hash=key.project_hash,
+        fingerprint=fingerprint(key.api_key),
+    )
+
+
+def dataset_key_message(key: DatasetKey, *, reveal: bool = True) -> pb.DatasetApiKey:
+    return pb.DatasetApiKey(
+        dataset_hash=key.dataset_hash,
+        api_key=key.api_key if reveal else "",
+        title=key.title,
+        key_hash=key.key_hash,
+        scopes=[DATASET_SCOPE_NUMBERS[s] for s in key.scopes],  # type: ignore[misc]
+        fingerprint=fingerprint(key.api_key),
+    )
+
+
+class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
+    """Each method: validate the request, ask the gatekeeper, run the operation, build the answer."""
+
+    def __init__(self, operations: KeyOperations, frame: RpcFrame, gatekeeper: Gatekeeper) -> None:
+        self.operations = operations
+        self.frame = frame
+        self.gatekeeper = gatekeeper
+
+    # Projects ---------------------------------------------------------------
+
+    @rpc("CreateProjectApiKey")
+    def CreateProjectApiKey(  # noqa: N802 - gRPC method names
+        self, request: pb.CreateProjectApiKeyRequest, record: CallRecord, context: grpc.ServicerContext
+    ) -> pb.ProjectApiKey:
+        record.resource_hash = request.project_hash
+        checked = validation.key_request(
+            request.project_hash, "project_hash", request.title, request.scopes, PROJECT_SCOPES
+        )
+        record.resource_hash = checked.resource_hash
+        intent = KeyIntent.project(checked.resource_hash, checked.title, checked.scopes)
+        with self.gatekeeper.mint(record, intent) as minted:
+            if request.validate_only:
+                self.operations.list_project_keys(checked.resource_hash, _scope(record))
+                return pb.ProjectApiKey(
+                    title=checked.title, scopes=request.scopes, project_hash=checked.resource_hash
+                )
+            key = self.operations.create_project_key(checked, _scope(record))
+            minted.key(key.api_key, key.scopes)
+        return project_key_message(key)
+
+    @rpc("ListProjectApiKeys")
+    def ListProjectApiKeys(  # noqa: N802
+        self, request: pb.ListProjectApiKeysRequest, record: CallRecord, context: grpc.ServicerContext
+    ) -> pb.ListProjectApiKeysResponse:
+        record.resource_hash = request.project_hash
+        project_hash = validation.hash_only(request.project_hash, "project_hash")
+        record.resource_hash = project_hash
+        access = self.gatekeeper.read(record, KeyIntent.project(project_hash))
+        keys = self.operations.list_project_keys(project_hash, _scope(record))
+        return pb.ListProjectApiKeysResponse(
+            api_keys=[project_key_message(k, reveal=access.reveal_keys) for k in keys]
+        )
+
+    @rpc("GetOrCreateProjectApiKey")
+    def GetOrCreateProjectApiKey(  # noqa: N802
+        self, request: pb.GetOrCreateProjectApiKeyRequest, record: CallRecord, context: grpc.ServicerContext
+    ) -> pb.ProjectApiKey:
+        record.resource_hash = request.project_hash
+        project_hash = validation.hash_only(request.project_hash, "project_hash")
+        record.resource_hash = project_hash
+        intent = KeyIntent.project(project_hash, f"{project_hash} - admin key", ALL_PROJECT_SCOPES)
+        with self.gatekeeper.mint(record, intent) as minted:
+            if request.validate_only:
+                self.operations.list_project_keys(project_hash, _scope(record))
+                return pb.ProjectApiKey(
+                    title=intent.title, scopes=_project_numbers(ALL_PROJECT_SCOPES), project_hash=project_hash
+                )
+            key, created = self.operations.get_or_create_project_key(project_hash, _scope(record))
+            minted.key(key.api_key, key.scopes, created=created)
+        return project_key_message(key)
+
+    # Datasets ---------------------------------------------------------------
+
+    @rpc("CreateDatasetApiKey")
+    def CreateDatasetApiKey(  # noqa: N802
+        self, request: pb.CreateDatasetApiKeyRequest, record: CallRecord, context: grpc.ServicerContext
+    ) -> pb.DatasetApiKey:
+        record.resource_hash = request.dataset_hash
+        checked = validation.key_request(
+            request.dataset_hash, "dataset_hash", request.title, request.scopes, DATASET_SCOPES
+        )
+        record.resource_hash = checked.resource_hash
+        intent = KeyIntent.dataset(checked.resource_hash, checked.title, checked.scopes)
+        with self.gatekeeper.mint(record, intent) as minted:
+            if request.validate_only:
+                self.operations.list_dataset_keys(checked.resource_hash, _scope(record))
+                return pb.DatasetApiKey(
+                    dataset_hash=checked.resource_hash, title=checked.title, scopes=request.scopes
+                )
+            key = self.operations.create_dataset_key(checked, _scope(record))
+            minted.key(key.api_key, key.scopes)
+        return dataset_key_message(key)
+
+    @rpc("ListDatasetApiKeys")
+    def ListDatasetApiKeys(  # noqa: N802
+        self, request: pb.ListDatasetApiKeysRequest, record: CallRecord, context: grpc.ServicerContext
+    ) -> pb.ListDatasetApiKeysResponse:
+        record.resource_hash = request.dataset_hash
+        dataset_hash = validation.hash_only(request.dataset_hash, "dataset_hash")
+        record.resource_hash = dataset_hash
+        access = self.gatekeeper.read(record, KeyIntent.dataset(dataset_hash))
+        keys = self.operations.list_dataset_keys(dataset_hash, _scope(record))
+        return pb.ListDatasetApiKeysResponse(
+            api_keys=[dataset_key_message(k, reveal=access.reveal_keys) for k in keys]
+        )
+
+    @rpc("GetOrCreateDatasetApiKey")
+    def GetOrCreateDatasetApiKey(  # noqa: N802
+        self, request: pb.GetOrCreateDatasetApiKeyRequest, record: CallRecord, context: grpc.ServicerContext
+    ) -> pb.DatasetApiKey:
+        record.resource_hash = request.dataset_hash
+        dataset_hash = validation.hash_only(request.dataset_hash, "dataset_hash")
+        record.resource_hash = dataset_hash
+        intent = KeyIntent.dataset(dataset_hash, f"{dataset_hash} - admin key", ALL_DATASET_SCOPES)
+        with self.gatekeeper.mint(record, intent) as minted:
+            if request.validate_only:
+                self.operations.list_dataset_keys(dataset_hash, _scope(record))
+                return pb.DatasetApiKey(
+                    dataset_hash=dataset_hash,
+                    title=intent.title,
+                    scopes=[DATASET_SCOPE_NUMBERS[s] for s in ALL_DATASET_SCOPES],  # type: ignore[misc]
+                )
+            key, created = self.operations.get_or_create_dataset_key(dataset_hash, _scope(record))
+            minted.key(key.api_key, key.scopes, created=created)
+        return dataset_key_message(key)
+
+
+def _scope(record: CallRecord):  # type: ignore[no-untyped-def]
+    assert record.scope is not None
+    return record.scope
+
+
+def _project_numbers(scopes: Iterable[str]) -> list[int]:
+    return [PROJECT_SCOPE_NUMBERS[s] for s in scopes]
+
+
+__all__ = ["SERVICE_NAME", "Access", "ApiKeyServicer"]

@@ -1,0 +1,243 @@
+"""The Encord HTTP client: signed JSON calls over pooled keep-alive connections, errors made typed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+import requests.adapters
+
+from encord_gateway import errors
+from encord_gateway.signing import TRACE_HEADER, EncordSshAuth, SigningKey
+
+log = logging.getLogger(__name__)
+
+USER_PATH = "/public/user"
+# The answers worth asking again for (googleapis' if_transient_error, less 500:
+# Encord's 500 is an unexpected server error, not a passing one).
+TRANSIENT_HTTP_STATUSES = frozenset({429, 502, 503})
+# Below this much time left, no new attempt is started: it could not finish.
+MIN_ATTEMPT_S = 0.05
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+def trace_header(trace_id: str) -> str:
+    """Google's `X-Cloud-Trace-Context` form, as the SDK sends it."""
+    return f"{trace_id}/1;o=1"
+
+
+def encode_body(query_type: str, query_method: str, uid: Any, payload: Any) -> bytes:
+    """The exact bytes the SDK signs: json.dumps with Python's defaults, keys in this order."""
+    return json.dumps(
+        {"query_type": query_type, "query_method": query_method, "values": {"uid": uid, "payload": payload}}
+    ).encode()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, for calls that are safe to repeat."""
+
+    attempts: int = 4
+    initial_backoff_s: float = 0.1
+    max_backoff_s: float = 2.0
+    multiplier: float = 2.0
+
+    def backoff(self, attempt: int) -> float:
+        ceiling = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** (attempt - 1))
+        return random.uniform(0, ceiling)
+
+
+@dataclass
+class CallOutcome:
+    """What one upstream call did, for the call log and metrics."""
+
+    attempts: int = 0
+    http_status: int = 0
+    encord_code: str = ""
+    retries: int = 0
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """An absolute point in time (monotonic clock) by which the caller wants its answer."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+
+@dataclass
+class UpstreamCall:
+    """One logical Encord call: what to send, and the context it is sent in."""
+
+    query_type: str
+    query_method: str
+    uid: Any
+    payload: Any
+    deadline: Deadline
+    trace_id: str
+    retryable: bool = False
+    outcome: CallOutcome = field(default_factory=CallOutcome)
+
+
+class EncordClient:
+    """Sends signed calls to `{domain}/public/user` and returns the envelope's `response` value."""
+
+    def __init__(
+        self,
+        domain: str,
+        key: SigningKey,
+        *,
+        pool_size: int = 32,
+        connect_timeout_s: float = 5.0,
+        retry: RetryPolicy | None = None,
+        verify: bool | str = True,
+        sleep: Callable[[float], None] = time.sleep,
+        on_attempt: Callable[[UpstreamCall, float, str], None] | None = None,
+    ) -> None:
+        self.url = domain.rstrip("/") + USER_PATH
+        self.connect_timeout_s = connect_timeout_s
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._on_attempt = on_attempt
+        self._auth = EncordSshAuth(key)
+        self._verify = verify
+        # One session, one bounded pool: keep-alive connections are reused across
+        # calls and threads (the SDK opens a new connection for every call).
+        # Retries are ours, not urllib3's, so that creates are never repeated.
+        self._session = requests.Session()
+        self._session.headers.clear()
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=1, pool_maxsize=pool_size, max_retries=0, pool_block=False
+        )
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def call(self, call: UpstreamCall) -> Any:
+        attempt = 0
+        while True:
+            attempt += 1
+            call.outcome.attempts = attempt
+            try:
+                return self._attempt(call)
+            except (errors.UpstreamUnavailable, errors.UpstreamRateLimited) as exc:
+                if not call.retryable or attempt >= self.retry.attempts:
+                    raise
+                pause = self.retry.backoff(attempt)
+                if call.deadline.remaining() - pause < MIN_ATTEMPT_S:
+                    raise
+                log.debug("retrying %s %s after %s", call.query_type, call.query_method, exc.reason)
+                call.outcome.retries += 1
+                self._sleep(pause)
+
+    def _attempt(self, call: UpstreamCall) -> Any:
+        remaining = call.deadline.remaining()
+        if remaining < MIN_ATTEMPT_S:
+            raise errors.UpstreamDeadlineExceeded(
+                "the deadline ran out before Encord answered", trace_id=call.trace_id
+            )
+        body = encode_body(call.query_type, call.query_method, call.uid, call.payload)
+        request = requests.Request(
+            "POST", self.url, data=body, headers={TRACE_HEADER: trace_header(call.trace_id)}, auth=self._auth
+        ).prepare()
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            with self._mapped_transport_errors(call):
+                # requests' timeouts bound each socket operation; the read timeout is
+                # what is left of the caller's deadline, so nothing waits past it.
+                response = self._session.send(
+                    request,
+                    timeout=(min(self.connect_timeout_s, remaining), remaining),
+                    verify=self._verify,
+                    allow_redirects=False,
+                )
+            return self._unwrap(response, call)
+        except errors.GatewayError as exc:
+            outcome = exc.reason
+            raise
+        finally:
+            if self._on_attempt:
+                self._on_attempt(call, time.monotonic() - started, outcome)
+
+    @contextlib.contextmanager
+    def _mapped_transport_errors(self, call: UpstreamCall) -> Iterator[None]:
+        """The one place where requests' exceptions become the gateway's."""
+        try:
+            yield
+        except requests.Timeout as exc:
+            if call.deadline.remaining() <= MIN_ATTEMPT_S:
+                raise errors.UpstreamDeadlineExceeded(
+                    "the deadline ran out before Encord answered", trace_id=call.trace_id
+                ) from exc
+            raise errors.UpstreamUnavailable(
+                "Encord did not answer in time", reason="UPSTREAM_TIMEOUT", trace_id=call.trace_id
+            ) from exc
+        except requests.ConnectionError as exc:
+            raise errors.UpstreamUnavailable(
+                "cannot reach Encord: the connection was refused or dropped",
+                reason="UPSTREAM_CONNECTION_ERROR",
+                trace_id=call.trace_id,
+            ) from exc
+        except requests.RequestException as exc:
+            raise errors.UpstreamUnavailable(
+                f"the request to Encord failed ({type(exc).__name__})", trace_id=call.trace_id
+            ) from exc
+
+    def _unwrap(self, response: requests.Response, call: UpstreamCall) -> Any:
+        """Encord's envelope: success is decided by the JSON `status`, never the status line."""
+        status = response.status_code
+        call.outcome.http_status = status
+        # A 429 or a gateway-class 5xx comes from whatever fronts Encord, not from
+        # Encord's application: its body, if any, is not an answer to the call.
+        if status == 429:
+            raise errors.UpstreamRateLimited("Encord is rate limiting the gateway", trace_id=call.trace_id)
+        if status in (502, 503, 504):
+            raise errors.UpstreamUnavailable(
+                f"Encord answered HTTP {status}", reason="UPSTREAM_HTTP_ERROR", trace_id=call.trace_id
+            )
+        try:
+            envelope = response.json()
+        except ValueError:
+            envelope = None
+        if not isinstance(envelope, dict) or "status" not in envelope:
+            raise errors.UpstreamUnavailable(
+                f"Encord answered HTTP {status} without its JSON envelope",
+                reason="UPSTREAM_BAD_RESPONSE",
+                trace_id=call.trace_id,
+            )
+        if envelope["status"] == 200:
+            return envelope.get("response")
+        code = _error_code(envelope.get("response"))
+        call.outcome.encord_code = code or "UNKNOWN_ERROR"
+        if envelope["status"] == 429:
+            raise errors.UpstreamRateLimited("Encord is rate limiting the gateway", trace_id=call.trace_id)
+        raise errors.encord_error(call.outcome.encord_code, envelope.get("payload"), trace_id=call.trace_id)
+
+
+def _error_code(response: Any) -> str:
+    """Encord sends its code as a one-element list; be lenient about a bare string."""
+    if isinstance(response, list) and len(response) == 1 and isinstance(response[0], str):
+        return response[0]
+    if isinstance(response, str):
+        return response
+    return ""

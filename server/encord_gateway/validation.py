@@ -1,0 +1,89 @@
+"""Request validation, done before any upstream call; every problem is reported at once."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from encord_gateway.errors import FieldViolation, InvalidRequest
+
+# Encord titles are free text; 255 matches the usual database column and keeps
+# audit lines bounded. Longer titles are refused rather than cut.
+MAX_TITLE_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class KeyRequest:
+    """A validated create request: the resource, the title, and Encord's scope strings in order."""
+
+    resource_hash: str
+    title: str
+    scopes: tuple[str, ...]
+
+
+def resource_hash(value: str, field: str, violations: list[FieldViolation]) -> str:
+    """A project or dataset hash: Encord's hashes are UUIDs, written in lower case."""
+    if not value:
+        violations.append(FieldViolation(field, "is required"))
+        return value
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        violations.append(FieldViolation(field, "must be a UUID such as 6ac8a6a4-6a64-4d4b-9a1c-3f1e3c2b9d10"))
+        return value
+    if str(parsed) != value.lower():
+        violations.append(FieldViolation(field, "must be a UUID in its 8-4-4-4-12 hex form"))
+    return value.lower()
+
+
+def title(value: str, violations: list[FieldViolation]) -> str:
+    stripped = value.strip()
+    if not stripped:
+        violations.append(FieldViolation("title", "is required and may not be blank"))
+    elif len(stripped) > MAX_TITLE_LENGTH:
+        violations.append(
+            FieldViolation("title", f"is {len(stripped)} characters long; at most {MAX_TITLE_LENGTH} are allowed")
+        )
+    elif any(ord(c) < 0x20 or ord(c) == 0x7F for c in stripped):
+        violations.append(FieldViolation("title", "may not contain control characters"))
+    return stripped
+
+
+def scopes(values: Iterable[int], names: Mapping[int, str], violations: list[FieldViolation]) -> tuple[str, ...]:
+    """Encord scope strings for the enum numbers, duplicates removed, in first-seen order."""
+    chosen: dict[str, None] = {}
+    bad = False
+    for index, value in enumerate(values):
+        name = names.get(value)
+        if name is None:
+            what = "UNSPECIFIED is not a scope" if value == 0 else f"{value} is not a known scope"
+            violations.append(FieldViolation(f"scopes[{index}]", what))
+            bad = True
+        else:
+            chosen[name] = None
+    if not chosen and not bad:
+        violations.append(FieldViolation("scopes", "at least one scope is required"))
+    return tuple(chosen)
+
+
+def key_request(
+    hash_value: str, hash_field: str, title_value: str, scope_values: Iterable[int], names: Mapping[int, str]
+) -> KeyRequest:
+    violations: list[FieldViolation] = []
+    request = KeyRequest(
+        resource_hash(hash_value, hash_field, violations),
+        title(title_value, violations),
+        scopes(scope_values, names, violations),
+    )
+    if violations:
+        raise InvalidRequest(violations)
+    return request
+
+
+def hash_only(hash_value: str, hash_field: str) -> str:
+    violations: list[FieldViolation] = []
+    checked = resource_hash(hash_value, hash_field, violations)
+    if violations:
+        raise InvalidRequest(violations)
+    return checked
