@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_ssh_private_key
 from requests.structures import CaseInsensitiveDict
@@ -66,6 +68,8 @@ def load_signing_key(
             f"SSH key from {source} is passphrase-protected: set ENCORD_SSH_KEY_PASSPHRASE "
             "or --ssh-key-passphrase-file"
         ) from None
+    except UnsupportedAlgorithm as exc:
+        raise SigningKeyError(f"SSH key from {source} uses an unsupported algorithm: {exc}") from None
     except ValueError as exc:
         # Never echo the key: the message names the source only. A wrong passphrase
         # surfaces as ValueError("Corrupt data: broken checksum").
@@ -73,11 +77,15 @@ def load_signing_key(
         raise SigningKeyError(f"SSH key from {source} cannot be loaded: {why}") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise SigningKeyError(
-            f"SSH key from {source} is {type(key).__name__.removesuffix('PrivateKey').lstrip('_')}, "
-            "but Encord accepts only Ed25519 keys"
+            f"SSH key from {source} is {_key_kind(key)}, but Encord accepts only Ed25519 keys"
         )
     public_hex = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
     return SigningKey(key, public_hex, source)
+
+
+def _key_kind(key: object) -> str:
+    kinds = {rsa.RSAPrivateKey: "RSA", ec.EllipticCurvePrivateKey: "ECDSA", dsa.DSAPrivateKey: "DSA"}
+    return next((name for cls, name in kinds.items() if isinstance(key, cls)), type(key).__name__)
 
 
 USER_AGENT = f"encord-gateway/{__version__} (+encord-sdk-compatible; v1 signing)"

@@ -1,0 +1,160 @@
+"""Start-up: a bad SSH key or bad settings stop `serve` with one clear line and exit code 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from encord_gateway.devstack import cli_argv, start_service, write_ssh_key
+
+# Never reaches a network: every case fails before the server binds.
+UNREACHABLE = "http://127.0.0.1:9"
+
+
+def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ENCORD_SSH", "ENCORD_GATEWAY"))}
+    return subprocess.run(
+        cli_argv("serve", "--listen", "127.0.0.1:0", "--encord-domain", UNREACHABLE, *args),
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def openssh_private(key: ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
+                    passphrase: bytes | None = None) -> bytes:
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    )
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption)
+
+
+def assert_refused(result: subprocess.CompletedProcess[str], *expected: str, secret: bytes = b"") -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("encord-gateway: error: ")
+    for text in expected:
+        assert text in lines[0]
+    assert "listening on" not in result.stdout
+    if secret:
+        body = b"".join(secret.splitlines()[1:-1]).decode()
+        assert body[:40] not in result.stderr + result.stdout
+
+
+@pytest.fixture
+def key_dir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def test_no_key_at_all() -> None:
+    assert_refused(run_serve(), "no SSH key", "ENCORD_SSH_KEY_FILE")
+
+
+def test_missing_key_file(key_dir: Path) -> None:
+    assert_refused(run_serve("--ssh-key-file", str(key_dir / "nope")), "does not exist")
+
+
+def test_unreadable_key_file(key_dir: Path) -> None:
+    # A directory cannot be read as a file, even by root.
+    assert_refused(run_serve("--ssh-key-file", str(key_dir)), "cannot be read")
+
+
+@pytest.mark.parametrize(
+    ("key", "kind"),
+    [
+        (rsa.generate_private_key(public_exponent=65537, key_size=2048), "RSA"),
+        (ec.generate_private_key(ec.SECP256R1()), "ECDSA"),
+    ],
+    ids=["rsa", "ecdsa"],
+)
+def test_non_ed25519_key(key_dir: Path, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, kind: str) -> None:
+    path = key_dir / "id_other"
+    secret = openssh_private(key)
+    path.write_bytes(secret)
+    assert_refused(run_serve("--ssh-key-file", str(path)), kind, "only Ed25519", secret=secret)
+
+
+def test_not_a_key(key_dir: Path) -> None:
+    path = key_dir / "id_garbage"
+    path.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nbm90IGEga2V5\n-----END OPENSSH PRIVATE KEY-----\n")
+    assert_refused(run_serve("--ssh-key-file", str(path)), "not an OpenSSH private key")
+
+
+def test_protected_key_without_passphrase(key_dir: Path) -> None:
+    path = key_dir / "id_locked"
+    secret = openssh_private(ed25519.Ed25519PrivateKey.generate(), b"sesame")
+    path.write_bytes(secret)
+    assert_refused(run_serve("--ssh-key-file", str(path)), "passphrase-protected", secret=secret)
+
+
+def test_protected_key_with_wrong_passphrase(key_dir: Path) -> None:
+    path = key_dir / "id_locked"
+    path.write_bytes(openssh_private(ed25519.Ed25519PrivateKey.generate(), b"sesame"))
+    result = run_serve("--ssh-key-file", str(path), env={"ENCORD_SSH_KEY_PASSPHRASE": "hunter2-nope"})
+    assert_refused(result, "wrong passphrase")
+    assert "hunter2" not in result.stderr
+
+
+def test_bad_setting_names_the_setting(ssh_key_file: Path) -> None:
+    assert_refused(run_serve("--ssh-key-file", str(ssh_key_file), "--workers", "many"), "workers", "int")
+    assert_refused(run_serve("--ssh-key-file", str(ssh_key_file), "--encord-domain", "ftp://x"), "encord_domain")
+
+
+def test_bad_config_file(key_dir: Path, ssh_key_file: Path) -> None:
+    config = key_dir / "gateway.toml"
+    config.write_text("listen = \n")
+    assert_refused(run_serve("--ssh-key-file", str(ssh_key_file), "--config", str(config)), "not valid TOML")
+    config.write_text('lisen = "127.0.0.1:0"\n')
+    assert_refused(run_serve("--ssh-key-file", str(ssh_key_file), "--config", str(config)), "unknown settings: lisen")
+
+
+def _serves(args: list[str], env: dict[str, str]) -> str:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ENCORD_SSH", "ENCORD_GATEWAY"))}
+    service = start_service(
+        "gateway", cli_argv("serve", "--listen", "127.0.0.1:0", "--encord-domain", UNREACHABLE, *args),
+        env={**base, **env},
+    )
+    try:
+        return "".join(service.output)
+    finally:
+        assert service.stop() == 0
+
+
+def test_key_text_from_environment(key_dir: Path) -> None:
+    path = key_dir / "id_ed25519"
+    write_ssh_key(path)
+    text = path.read_text()
+    output = _serves([], {"ENCORD_SSH_KEY": text})
+    assert "$ENCORD_SSH_KEY" not in output or text not in output
+    assert text.splitlines()[1] not in output
+
+
+def test_protected_key_with_passphrase_file(key_dir: Path) -> None:
+    path = key_dir / "id_locked"
+    write_ssh_key(path, passphrase=b"sesame")
+    secret_file = key_dir / "passphrase"
+    secret_file.write_text("sesame\n")
+    output = _serves(["--ssh-key-file", str(path), "--ssh-key-passphrase-file", str(secret_file)], {})
+    assert "listening on 127.0.0.1:" in output
+    assert "sesame" not in output
+
+
+def test_flag_beats_environment(key_dir: Path, ssh_key_file: Path) -> None:
+    # The env var points at nothing: the flag must win or start-up would fail.
+    output = _serves(["--ssh-key-file", str(ssh_key_file)], {"ENCORD_SSH_KEY_FILE": str(key_dir / "missing")})
+    assert "listening on" in output
+
+
+def test_help_documents_every_flag() -> None:
+    result = subprocess.run(cli_argv("serve", "--help"), capture_output=True, text=True, timeout=30, check=True)
+    for flag in ("--listen", "--encord-domain", "--ssh-key-file", "--config", "ENCORD_GATEWAY_LISTEN"):
+        assert flag in result.stdout
+    assert sys.executable
