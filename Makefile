@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml client_stubs/python/pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(PY) tools/demo.py $(ARGS)
+	$(PY) -m encord_gateway.demo $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(ARGS)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +70,19 @@ class Service:
     address: str
     output: list[str] = field(default_factory=list)
     drained: threading.Event = field(default_factory=threading.Event)
+    new_output: threading.Condition = field(default_factory=threading.Condition)
+
+    def wait_for_line(self, predicate: Callable[[str], bool], timeout: float = 10.0) -> str | None:
+        """The first output line (already seen or still to come) that satisfies `predicate`."""
+        checked = 0
+        with self.new_output:
+            while True:
+                for line in self.output[checked:]:
+                    if predicate(line):
+                        return line
+                checked = len(self.output)
+                if self.drained.is_set() or not self.new_output.wait(timeout):
+                    return None
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, then SIGKILL after `timeout`; returns the exit code once its output is drained."""
@@ -99,6 +112,7 @@ def start_service(
     output: list[str] = []
     found = threading.Event()
     drained = threading.Event()
+    new_output = threading.Condition()
     address: list[str] = []
     log = log_path.open("a") if log_path else None
 
@@ -107,7 +121,9 @@ def start_service(
     def drain() -> None:
         assert process.stdout is not None
         for line in process.stdout:
-            output.append(line)
+            with new_output:
+                output.append(line)
+                new_output.notify_all()
             if log:
                 log.write(line)
                 log.flush()
@@ -118,14 +134,16 @@ def start_service(
         if log:
             log.close()
         found.set()
-        drained.set()
+        with new_output:
+            drained.set()
+            new_output.notify_all()
 
     threading.Thread(target=drain, name=f"{name}-output", daemon=True).start()
     if not found.wait(STARTUP_TIMEOUT_S) or not address:
         process.kill()
         process.wait()
         raise RuntimeError(f"{name} did not start: {''.join(output)[-2000:]}")
-    return Service(name, process, address[0], output, drained)
+    return Service(name, process, address[0], output, drained, new_output)
 
 
 def cli_argv(*args: str) -> list[str]:
@@ -160,6 +178,8 @@ def running_stack(
     emulator_args: Sequence[str] = (),
     gateway_args: Sequence[str] = (),
     gateway_env: dict[str, str] | None = None,
+    projects: Sequence[str] = (DEMO_PROJECT,),
+    datasets: Sequence[str] = (DEMO_DATASET,),
 ) -> Iterator[Stack]:
     """Starts the emulator with a demo fixture and a fresh key, then the gateway against it."""
     own_dir = workdir is None
@@ -167,7 +187,7 @@ def running_stack(
     root.mkdir(parents=True, exist_ok=True)
     key_file = root / "gateway_ed25519"
     fixture = root / "fixture.toml"
-    write_fixture(fixture, write_ssh_key(key_file))
+    write_fixture(fixture, write_ssh_key(key_file), projects=projects, datasets=datasets)
     emulator = start_service(
         "emulator",
         cli_argv("emulator", "--listen", "127.0.0.1:0", "--fixture", str(fixture), *emulator_args),

@@ -16,6 +16,7 @@ import requests
 import requests.adapters
 
 from encord_gateway import errors
+from encord_gateway.logs import FIELDS
 from encord_gateway.signing import TRACE_HEADER, EncordSshAuth, SigningKey
 
 log = logging.getLogger(__name__)
@@ -176,8 +177,17 @@ class EncordClient:
             outcome = exc.reason
             raise
         finally:
+            elapsed = time.monotonic() - started
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "upstream attempt",
+                    extra={FIELDS: {"query_type": call.query_type, "query_method": call.query_method,
+                                    "attempt": call.outcome.attempts, "http_status": call.outcome.http_status,
+                                    "outcome": outcome, "duration_ms": round(elapsed * 1000, 2),
+                                    "trace_id": call.trace_id}},
+                )
             if self._on_attempt:
-                self._on_attempt(call, time.monotonic() - started, outcome)
+                self._on_attempt(call, elapsed, outcome)
 
     @contextlib.contextmanager
     def _mapped_transport_errors(self, call: UpstreamCall) -> Iterator[None]:

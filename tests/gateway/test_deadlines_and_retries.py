@@ -1,0 +1,88 @@
+"""Deadlines bound every upstream wait; list calls are retried on transient failures, creates never."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from encord_gateway_client.v1 import api_keys_pb2 as pb
+from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
+from support.emulator import EmulatorAdmin
+from support.recorder import envelope, recording_server
+from support.status import decode
+
+from encord_gateway.devstack import DEMO_PROJECT, Stack, cli_argv, start_service
+
+LIST = pb.ListProjectApiKeysRequest(project_hash=DEMO_PROJECT)
+CREATE = pb.CreateProjectApiKeyRequest(project_hash=DEMO_PROJECT, title="t", scopes=[pb.API_KEY_SCOPE_LABEL_READ])
+
+
+@pytest.fixture
+def admin(stack: Stack) -> Iterator[EmulatorAdmin]:
+    emulator = EmulatorAdmin(stack.emulator.address)
+    emulator.reset_stats()
+    yield emulator
+    emulator.clear_faults()
+
+
+def test_deadline_shorter_than_upstream_latency(
+    stub: pb_grpc.ApiKeyServiceStub, admin: EmulatorAdmin, stack: Stack
+) -> None:
+    admin.faults(latency_ms=3000)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ListProjectApiKeys(LIST, timeout=0.5)
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # The gateway's own verdict: it gave up at the caller's deadline, not when
+    # Encord would have answered (3 s later).
+    line = stack.gateway.wait_for_line(
+        lambda text: '"method": "ListProjectApiKeys"' in text and "DEADLINE_EXCEEDED" in text
+    )
+    assert line is not None
+    assert json.loads(line)["duration_ms"] < 2000
+
+
+def test_lists_are_retried_then_unavailable(stub: pb_grpc.ApiKeyServiceStub, admin: EmulatorAdmin) -> None:
+    admin.faults(error_rate=1.0)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ListProjectApiKeys(LIST, timeout=20)
+    assert decode(caught.value).code == grpc.StatusCode.UNAVAILABLE
+    assert admin.requests_for("projectapikey", "GET") == 4  # the default --upstream-retries
+
+
+def test_creates_are_never_sent_twice(stub: pb_grpc.ApiKeyServiceStub, admin: EmulatorAdmin) -> None:
+    for faults in ({"error_rate": 1.0}, {"drop_rate": 1.0}):
+        admin.reset_stats()
+        admin.faults(**faults)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.CreateProjectApiKey(CREATE, timeout=20)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert admin.requests_for("projectapikey", "POST") == 1
+
+
+def test_a_list_succeeds_through_transient_failures(ssh_key_file: Path) -> None:
+    answers = iter([(503, b"busy"), (502, b"bad gateway"), (200, envelope([]))])
+    with recording_server(lambda query: next(answers)) as (url, seen):
+        gateway = start_service(
+            "gateway",
+            cli_argv("serve", "--listen", "127.0.0.1:0", "--encord-domain", url, "--ssh-key-file", str(ssh_key_file)),
+        )
+        try:
+            with grpc.insecure_channel(gateway.address) as channel:
+                answer = pb_grpc.ApiKeyServiceStub(channel).ListProjectApiKeys(LIST, timeout=20)
+        finally:
+            assert gateway.stop() == 0
+    assert list(answer.api_keys) == []
+    assert len(seen) == 3
+    # Each attempt is a fresh signature over the same body.
+    assert len({r.body for r in seen}) == 1
+
+
+def test_retries_stop_at_the_deadline(stub: pb_grpc.ApiKeyServiceStub, admin: EmulatorAdmin) -> None:
+    admin.faults(error_rate=1.0, latency_ms=400)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ListProjectApiKeys(LIST, timeout=0.6)
+    assert caught.value.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+    assert admin.requests_for("projectapikey", "GET") <= 2
