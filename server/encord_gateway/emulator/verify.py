@@ -1,0 +1,78 @@
+"""The emulator's own v1 signature check and OpenSSH key parsing; it shares no code with the gateway."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import struct
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+ED25519_KEY_TYPE = "ssh-ed25519"
+ED25519_PUBLIC_KEY_BYTES = 32
+ED25519_SIGNATURE_BYTES = 64
+
+
+class AuthorizationMalformed(ValueError):
+    """The Authorization header is not `<public key hex>:<signature hex>` of the right sizes."""
+
+
+def parse_openssh_public_key(line: str) -> bytes:
+    """The raw 32-byte key of an `ssh-ed25519 AAAA... comment` line; ValueError for anything else."""
+    parts = line.split()
+    if len(parts) < 2 or parts[0] != ED25519_KEY_TYPE:
+        raise ValueError(f"not an OpenSSH {ED25519_KEY_TYPE} public key line")
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except binascii.Error as exc:
+        raise ValueError("the key is not valid base64") from exc
+    # The blob is the SSH wire format: string key_type, string key (RFC 4253 / RFC 8709).
+    fields: list[bytes] = []
+    offset = 0
+    while offset < len(blob):
+        if offset + 4 > len(blob):
+            raise ValueError("the key blob is truncated")
+        (size,) = struct.unpack_from(">I", blob, offset)
+        offset += 4
+        if offset + size > len(blob):
+            raise ValueError("the key blob is truncated")
+        fields.append(blob[offset : offset + size])
+        offset += size
+    if len(fields) != 2 or fields[0] != ED25519_KEY_TYPE.encode():
+        raise ValueError("the key blob is not an Ed25519 key")
+    if len(fields[1]) != ED25519_PUBLIC_KEY_BYTES:
+        raise ValueError("an Ed25519 public key has 32 bytes")
+    return fields[1]
+
+
+def parse_authorization(header: str) -> tuple[bytes, bytes]:
+    """Splits the v1 header `<public key hex>:<signature hex>` into raw public key and signature."""
+    public_hex, sep, signature_hex = header.strip().partition(":")
+    if not sep:
+        raise AuthorizationMalformed("no ':' in the Authorization header")
+    try:
+        public_key = bytes.fromhex(public_hex)
+        signature = bytes.fromhex(signature_hex)
+    except ValueError as exc:
+        raise AuthorizationMalformed("the Authorization header is not hex") from exc
+    if len(public_key) != ED25519_PUBLIC_KEY_BYTES or len(signature) != ED25519_SIGNATURE_BYTES:
+        raise AuthorizationMalformed("wrong public key or signature size")
+    return public_key, signature
+
+
+# Every call from the same user carries the same public key: parse it once.
+@functools.lru_cache(maxsize=1024)
+def _load_public_key(raw: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def verify_v1(public_key: bytes, signature: bytes, body: bytes) -> bool:
+    """True if `signature` is the Ed25519 signature of sha256(body) under `public_key` (Encord v1)."""
+    try:
+        _load_public_key(public_key).verify(signature, hashlib.sha256(body).digest())
+    except (InvalidSignature, ValueError):
+        return False
+    return True

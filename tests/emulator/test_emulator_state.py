@@ -1,0 +1,69 @@
+"""State: keys survive a restart with --state; a fixture reload keeps keys; the bundled demo fixture loads."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from emulator.harness import DATASET, EMAILS, PROJECT, Spawn, fixture_toml
+from encord.client import EncordClient, EncordClientProject
+from encord.orm.dataset import DatasetScope
+from encord.utilities.client_utilities import APIKeyScopes
+
+
+def test_keys_survive_a_restart(spawn: Spawn, tmp_path: Path) -> None:
+    state = tmp_path / "state.sqlite"
+    first = spawn("--state", str(state))
+    client = first.user()
+    project_key = client.create_project_api_key(PROJECT, "kept", [APIKeyScopes.LABEL_READ])
+    master = client.get_or_create_project_api_key(PROJECT)
+    dataset_key = client.create_dataset_api_key(DATASET, "kept too", [DatasetScope.READ, DatasetScope.WRITE])
+    assert first.service.stop() == 0
+
+    second = spawn("--state", str(state))
+    client = second.user()
+    assert [k.api_key for k in client.get_project_api_keys(PROJECT)] == [project_key, master]
+    assert client.get_dataset_api_keys(DATASET) == [dataset_key]
+    assert client.get_or_create_project_api_key(PROJECT) == master  # found, not minted again
+    assert second.key_count(PROJECT) == 2
+    project_client = EncordClient.initialise(PROJECT, project_key, domain=second.url)
+    assert isinstance(project_client, EncordClientProject)
+    assert project_client.get_project().project_hash == PROJECT
+
+
+def test_state_file_is_plain_sqlite_with_whole_rows(spawn: Spawn, tmp_path: Path) -> None:
+    state = tmp_path / "state.sqlite"
+    emulator = spawn("--state", str(state))
+    emulator.user().create_project_api_key(PROJECT, "row", [APIKeyScopes.LABEL_READ])
+    emulator.call("projectapikey", "POST", PROJECT, {"title": "", "scopes": ["label.read"]})  # refused
+    assert emulator.service.stop() == 0
+    with sqlite3.connect(state) as db:
+        rows = db.execute("SELECT resource_hash, title, scopes, created_by FROM api_keys").fetchall()
+        users = db.execute("SELECT email FROM users ORDER BY email").fetchall()
+    assert rows == [(PROJECT, "row", '["label.read"]', EMAILS["admin"])]
+    assert ("admin@example.com",) in users
+
+
+def test_fixture_reload_keeps_keys(spawn: Spawn, ssh_keys: tuple[dict[str, Path], dict[str, str]]) -> None:
+    emulator = spawn()
+    key = emulator.user().create_project_api_key(PROJECT, "before", [APIKeyScopes.LABEL_READ])
+    _, public = ssh_keys
+    # The stranger's key joins as a new admin; the fixture's [faults] table applies too.
+    text = fixture_toml(public, faults={"latency_ms": 2})
+    text = text.replace('admins = ["admin@example.com"]', 'admins = ["admin@example.com", "new@example.com"]')
+    text = f'[[users]]\nemail = "new@example.com"\npublic_key = "{public["stranger"]}"\n\n' + text
+    response = emulator.admin("PUT", "fixture", data=text)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"users": 6, "projects": 2, "datasets": 2}
+    assert [k.api_key for k in emulator.user("stranger").get_project_api_keys(PROJECT)] == [key]
+    assert emulator.admin("GET", "faults").json()["latency_ms"] == 2
+    broken = emulator.admin("PUT", "fixture", data="[[users]]\nemail = 3\n")
+    assert broken.status_code == 400
+    assert "email" in broken.json()["error"]
+    assert emulator.user("stranger").get_project_api_keys(PROJECT)  # the refused reload changed nothing
+
+
+def test_bundled_demo_fixture(spawn: Spawn) -> None:
+    emulator = spawn(use_fixture=False)
+    stats = emulator.stats()
+    assert stats["keys"] == {PROJECT: 0, DATASET: 0}
