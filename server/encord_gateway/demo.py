@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ import requests
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 
-from encord_gateway.devstack import DEMO_DATASET, DEMO_PROJECT, Stack, running_stack
+from encord_gateway.devstack import DEMO_DATASET, DEMO_PROJECT, Stack, running_stack, stop_on_signals
 from encord_gateway.scopes import DATASET_SCOPES, PROJECT_SCOPES
 
 
@@ -84,8 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make run", description=__doc__)
     parser.add_argument("--keep", action="store_true", help="keep both servers up until Ctrl-C")
     args = parser.parse_args(argv)
-    # Stop signals end the wait below and unwind the stack cleanly, never orphaning a child.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    stop_on_signals()
     with running_stack() as stack:
         print(f"emulator  http://{stack.emulator.address}   (demo fixture, throwaway SSH key)")
         print(f"gateway   {stack.gateway.address}   (plaintext gRPC, loopback only)")
@@ -98,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"  .venv/bin/encord-gateway keys create-dataset-key --gateway {stack.gateway.address} "
                 f"--dataset {DEMO_DATASET} --title demo --scope dataset.read"
             )
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            with contextlib.suppress(KeyboardInterrupt, SystemExit):
+                signal.pause()
     print("\nstopped the gateway and the emulator")
     return 0
 

@@ -219,6 +219,18 @@ def running_stack(
             shutil.rmtree(root, ignore_errors=True)
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def stop_on_signals() -> None:
+    """SIGTERM unwinds like Ctrl-C does, so `running_stack` stops its children instead of orphaning them.
+
+    (A blocked signal mask would be inherited by the children and make them deaf to SIGTERM.)
+    """
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m encord_gateway.devstack",
@@ -229,15 +241,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command to run, after --")
     args = parser.parse_args(argv)
     command = [c for c in args.command if c != "--"] if args.command else []
-    # Block the stop signals so that they end sigwait() below (or the child) and the
-    # stack is torn down by the context manager, never orphaned.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    stop_on_signals()
     with running_stack() as stack:
         if command:
             return subprocess.call(command, env={**os.environ, **stack.env})
         for name, value in stack.env.items():
             print(f"{name}={value}", flush=True)
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        with contextlib.suppress(KeyboardInterrupt, SystemExit):
+            signal.pause()
     return 0
 
 
