@@ -34,45 +34,147 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("listen", "ENCORD_GATEWAY_LISTEN", str, DEFAULT_LISTEN, "gRPC address HOST:PORT (port 0: any free port)",
-           "HOST:PORT"),
-    Option("encord_domain", "ENCORD_GATEWAY_ENCORD_DOMAIN", str, DEFAULT_DOMAIN,
-           "Encord API base URL (the emulator's, e.g. http://127.0.0.1:8080)", "URL"),
-    Option("ssh_key_file", "ENCORD_SSH_KEY_FILE", str, None,
-           "OpenSSH Ed25519 private key of the gateway's Encord user (else $ENCORD_SSH_KEY holds the key text)",
-           "PATH"),
-    Option("ssh_key_passphrase_file", "ENCORD_SSH_KEY_PASSPHRASE_FILE", str, None,
-           "file holding the key's passphrase (else $ENCORD_SSH_KEY_PASSPHRASE)", "PATH"),
-    Option("encord_ca_file", "ENCORD_GATEWAY_ENCORD_CA_FILE", str, None,
-           "CA bundle to trust for the Encord domain (e.g. an emulator's self-signed certificate)", "PATH"),
-    Option("config", "ENCORD_GATEWAY_CONFIG", str, None, "TOML file with any of these settings and the callers",
-           "FILE"),
+    Option(
+        "listen",
+        "ENCORD_GATEWAY_LISTEN",
+        str,
+        DEFAULT_LISTEN,
+        "gRPC address HOST:PORT (port 0: any free port)",
+        "HOST:PORT",
+    ),
+    Option(
+        "encord_domain",
+        "ENCORD_GATEWAY_ENCORD_DOMAIN",
+        str,
+        DEFAULT_DOMAIN,
+        "Encord API base URL (the emulator's, e.g. http://127.0.0.1:8080)",
+        "URL",
+    ),
+    Option(
+        "ssh_key_file",
+        "ENCORD_SSH_KEY_FILE",
+        str,
+        None,
+        "OpenSSH Ed25519 private key of the gateway's Encord user (else $ENCORD_SSH_KEY holds the key text)",
+        "PATH",
+    ),
+    Option(
+        "ssh_key_passphrase_file",
+        "ENCORD_SSH_KEY_PASSPHRASE_FILE",
+        str,
+        None,
+        "file holding the key's passphrase (else $ENCORD_SSH_KEY_PASSPHRASE)",
+        "PATH",
+    ),
+    Option(
+        "encord_ca_file",
+        "ENCORD_GATEWAY_ENCORD_CA_FILE",
+        str,
+        None,
+        "CA bundle to trust for the Encord domain (e.g. an emulator's self-signed certificate)",
+        "PATH",
+    ),
+    Option(
+        "config",
+        "ENCORD_GATEWAY_CONFIG",
+        str,
+        None,
+        "TOML file with any of these settings and the callers",
+        "FILE",
+    ),
     Option("log_level", "ENCORD_GATEWAY_LOG_LEVEL", str, "info", "debug, info, warning or error", "LEVEL"),
-    Option("default_deadline", "ENCORD_GATEWAY_DEFAULT_DEADLINE", float, 30.0,
-           "seconds a call may take when the caller sets no deadline", "SECONDS"),
-    Option("grace_period", "ENCORD_GATEWAY_GRACE_PERIOD", float, 10.0,
-           "seconds in-flight calls get to finish on SIGTERM", "SECONDS"),
+    Option(
+        "default_deadline",
+        "ENCORD_GATEWAY_DEFAULT_DEADLINE",
+        float,
+        30.0,
+        "seconds a call may take when the caller sets no deadline",
+        "SECONDS",
+    ),
+    Option(
+        "grace_period",
+        "ENCORD_GATEWAY_GRACE_PERIOD",
+        float,
+        10.0,
+        "seconds in-flight calls get to finish on SIGTERM",
+        "SECONDS",
+    ),
     Option("workers", "ENCORD_GATEWAY_WORKERS", int, 64, "calls served at once (threads)", "N"),
-    Option("upstream_pool_size", "ENCORD_GATEWAY_UPSTREAM_POOL_SIZE", int, 64,
-           "keep-alive connections to Encord at most", "N"),
-    Option("upstream_connect_timeout", "ENCORD_GATEWAY_UPSTREAM_CONNECT_TIMEOUT", float, 5.0,
-           "seconds to wait for a connection to Encord", "SECONDS"),
-    Option("upstream_retries", "ENCORD_GATEWAY_UPSTREAM_RETRIES", int, 4,
-           "attempts for list calls (creates are never retried)", "N"),
-    Option("readiness_probe_interval", "ENCORD_GATEWAY_READINESS_PROBE_INTERVAL", float, 0.0,
-           "if > 0, health is SERVING only while Encord answers a probe this often", "SECONDS"),
-    Option("max_message_bytes", "ENCORD_GATEWAY_MAX_MESSAGE_BYTES", int, 64 * 1024,
-           "largest request message accepted", "BYTES"),
-    Option("tls_cert", "ENCORD_GATEWAY_TLS_CERT", str, None, "server certificate chain (PEM) for TLS", "PATH"),
+    Option(
+        "upstream_pool_size",
+        "ENCORD_GATEWAY_UPSTREAM_POOL_SIZE",
+        int,
+        64,
+        "keep-alive connections to Encord at most",
+        "N",
+    ),
+    Option(
+        "upstream_connect_timeout",
+        "ENCORD_GATEWAY_UPSTREAM_CONNECT_TIMEOUT",
+        float,
+        5.0,
+        "seconds to wait for a connection to Encord",
+        "SECONDS",
+    ),
+    Option(
+        "upstream_retries",
+        "ENCORD_GATEWAY_UPSTREAM_RETRIES",
+        int,
+        4,
+        "attempts for list calls (creates are never retried)",
+        "N",
+    ),
+    Option(
+        "readiness_probe_interval",
+        "ENCORD_GATEWAY_READINESS_PROBE_INTERVAL",
+        float,
+        0.0,
+        "if > 0, health is SERVING only while Encord answers a probe this often",
+        "SECONDS",
+    ),
+    Option(
+        "max_message_bytes",
+        "ENCORD_GATEWAY_MAX_MESSAGE_BYTES",
+        int,
+        64 * 1024,
+        "largest request message accepted",
+        "BYTES",
+    ),
+    Option(
+        "tls_cert", "ENCORD_GATEWAY_TLS_CERT", str, None, "server certificate chain (PEM) for TLS", "PATH"
+    ),
     Option("tls_key", "ENCORD_GATEWAY_TLS_KEY", str, None, "server private key (PEM) for TLS", "PATH"),
-    Option("client_ca", "ENCORD_GATEWAY_CLIENT_CA", str, None,
-           "CA bundle for client certificates: turns on mutual TLS", "PATH"),
-    Option("insecure", "ENCORD_GATEWAY_INSECURE", bool, False,
-           "allow a non-loopback listen address without TLS and callers"),
-    Option("audit_log", "ENCORD_GATEWAY_AUDIT_LOG", str, None,
-           "append one JSON line per authorized or denied call here ('-' for stdout)", "FILE"),
-    Option("metrics_listen", "ENCORD_GATEWAY_METRICS_LISTEN", str, None,
-           "serve Prometheus metrics on HOST:PORT", "HOST:PORT"),
+    Option(
+        "client_ca",
+        "ENCORD_GATEWAY_CLIENT_CA",
+        str,
+        None,
+        "CA bundle for client certificates: turns on mutual TLS",
+        "PATH",
+    ),
+    Option(
+        "insecure",
+        "ENCORD_GATEWAY_INSECURE",
+        bool,
+        False,
+        "allow a non-loopback listen address without TLS and callers",
+    ),
+    Option(
+        "audit_log",
+        "ENCORD_GATEWAY_AUDIT_LOG",
+        str,
+        None,
+        "append one JSON line per authorized or denied call here ('-' for stdout)",
+        "FILE",
+    ),
+    Option(
+        "metrics_listen",
+        "ENCORD_GATEWAY_METRICS_LISTEN",
+        str,
+        None,
+        "serve Prometheus metrics on HOST:PORT",
+        "HOST:PORT",
+    ),
 )
 
 
@@ -139,7 +241,9 @@ def _convert(option: Option, value: Any, origin: str) -> Any:
             raise ValueError(value)
         return option.kind(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{option.name} from {origin} must be {option.kind.__name__}, not {value!r}") from None
+        raise ConfigError(
+            f"{option.name} from {origin} must be {option.kind.__name__}, not {value!r}"
+        ) from None
 
 
 def read_document(path: str) -> dict[str, Any]:
@@ -216,7 +320,9 @@ def validate(settings: Settings) -> None:
     if settings.metrics_listen:
         split_host_port(settings.metrics_listen, "metrics_listen")
     if not settings.encord_domain.startswith(("http://", "https://")):
-        raise ConfigError(f"encord_domain must start with http:// or https://, not {settings.encord_domain!r}")
+        raise ConfigError(
+            f"encord_domain must start with http:// or https://, not {settings.encord_domain!r}"
+        )
     if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level must be debug, info, warning or error, not {settings.log_level!r}")
     for name in ("default_deadline", "grace_period", "upstream_connect_timeout"):

@@ -23,7 +23,7 @@ def mask(api_key: str) -> str:
 
 def table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [f"\n{title}", line.format(*header), line.format(*("-" * w for w in widths))]
     out += [line.format(*row) for row in rows]
     return "\n".join(out)
@@ -64,7 +64,9 @@ def show(stack: Stack) -> None:
             timeout=10,
         )
         print(table("CreateProjectApiKey", header, [project_row(created)]))
-        master = stub.GetOrCreateProjectApiKey(pb.GetOrCreateProjectApiKeyRequest(project_hash=DEMO_PROJECT), timeout=10)
+        master = stub.GetOrCreateProjectApiKey(
+            pb.GetOrCreateProjectApiKeyRequest(project_hash=DEMO_PROJECT), timeout=10
+        )
         print(table("GetOrCreateProjectApiKey (the master key)", header, [project_row(master)]))
         listed = stub.ListProjectApiKeys(pb.ListProjectApiKeysRequest(project_hash=DEMO_PROJECT), timeout=10)
         print(table(f"ListProjectApiKeys {DEMO_PROJECT}", header, [project_row(k) for k in listed.api_keys]))
@@ -75,10 +77,18 @@ def show(stack: Stack) -> None:
             timeout=10,
         )
         print(table("CreateDatasetApiKey", header, [dataset_row(dataset_key)]))
-        stub.GetOrCreateDatasetApiKey(pb.GetOrCreateDatasetApiKeyRequest(dataset_hash=DEMO_DATASET), timeout=10)
-        listed_ds = stub.ListDatasetApiKeys(pb.ListDatasetApiKeysRequest(dataset_hash=DEMO_DATASET), timeout=10)
-        print(table(f"ListDatasetApiKeys {DEMO_DATASET}", header, [dataset_row(k) for k in listed_ds.api_keys]))
-        print("\nUsing the new project key against the emulator:", use_key(stack, created.api_key, DEMO_PROJECT))
+        stub.GetOrCreateDatasetApiKey(
+            pb.GetOrCreateDatasetApiKeyRequest(dataset_hash=DEMO_DATASET), timeout=10
+        )
+        listed_ds = stub.ListDatasetApiKeys(
+            pb.ListDatasetApiKeysRequest(dataset_hash=DEMO_DATASET), timeout=10
+        )
+        print(
+            table(f"ListDatasetApiKeys {DEMO_DATASET}", header, [dataset_row(k) for k in listed_ds.api_keys])
+        )
+        print(
+            "\nUsing the new project key against the emulator:", use_key(stack, created.api_key, DEMO_PROJECT)
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,22 +1,22 @@
 """The gateway's error tree; each class names its gRPC code, and one function turns any into a status.
 
-    GatewayError
-    ├── InvalidRequest                 INVALID_ARGUMENT   bad input, caught before any upstream call
-    ├── Unauthenticated                UNAUTHENTICATED    no or bad caller credentials
-    ├── PolicyDenied                   PERMISSION_DENIED  the caller's policy forbids it
-    ├── RateLimited                    RESOURCE_EXHAUSTED the caller is over its rate limit
-    ├── AuditUnavailable               UNAVAILABLE        the audit record could not be written
-    └── UpstreamError                  (anything Encord said, or failed to say)
-        ├── EncordError                an Encord error envelope; the class follows its code
-        │   ├── EncordInvalidArguments INVALID_ARGUMENT
-        │   ├── EncordNotFound         NOT_FOUND
-        │   ├── EncordPermissionDenied PERMISSION_DENIED
-        │   ├── SigningKeyRejected     FAILED_PRECONDITION
-        │   ├── EncordAlreadyExists    ALREADY_EXISTS
-        │   └── EncordUnknownCode      UNKNOWN
-        ├── UpstreamRateLimited        RESOURCE_EXHAUSTED HTTP 429
-        ├── UpstreamUnavailable        UNAVAILABLE        refused/reset connection, HTTP 5xx, not an envelope
-        └── UpstreamDeadlineExceeded   DEADLINE_EXCEEDED  the caller's deadline ran out
+GatewayError
+├── InvalidRequest                 INVALID_ARGUMENT   bad input, caught before any upstream call
+├── Unauthenticated                UNAUTHENTICATED    no or bad caller credentials
+├── PolicyDenied                   PERMISSION_DENIED  the caller's policy forbids it
+├── RateLimited                    RESOURCE_EXHAUSTED the caller is over its rate limit
+├── AuditUnavailable               UNAVAILABLE        the audit record could not be written
+└── UpstreamError                  (anything Encord said, or failed to say)
+    ├── EncordError                an Encord error envelope; the class follows its code
+    │   ├── EncordInvalidArguments INVALID_ARGUMENT
+    │   ├── EncordNotFound         NOT_FOUND
+    │   ├── EncordPermissionDenied PERMISSION_DENIED
+    │   ├── SigningKeyRejected     FAILED_PRECONDITION
+    │   ├── EncordAlreadyExists    ALREADY_EXISTS
+    │   └── EncordUnknownCode      UNKNOWN
+    ├── UpstreamRateLimited        RESOURCE_EXHAUSTED HTTP 429
+    ├── UpstreamUnavailable        UNAVAILABLE        refused/reset connection, HTTP 5xx, not an envelope
+    └── UpstreamDeadlineExceeded   DEADLINE_EXCEEDED  the caller's deadline ran out
 """
 
 from __future__ import annotations
@@ -194,4 +194,3 @@ def encord_error(code: str, payload: Any = None, *, trace_id: str = "") -> Encor
     if isinstance(payload, str) and payload.strip():
         message = f"{message}: {payload.strip()[:500]}"
     return cls(code, message, trace_id=trace_id)
-

@@ -57,7 +57,7 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
     # Projects ---------------------------------------------------------------
 
     @rpc("CreateProjectApiKey")
-    def CreateProjectApiKey(  # noqa: N802 - gRPC method names
+    def CreateProjectApiKey(
         self, request: pb.CreateProjectApiKeyRequest, record: CallRecord, context: grpc.ServicerContext
     ) -> pb.ProjectApiKey:
         record.resource_hash = request.project_hash
@@ -77,7 +77,7 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
         return project_key_message(key)
 
     @rpc("ListProjectApiKeys")
-    def ListProjectApiKeys(  # noqa: N802
+    def ListProjectApiKeys(
         self, request: pb.ListProjectApiKeysRequest, record: CallRecord, context: grpc.ServicerContext
     ) -> pb.ListProjectApiKeysResponse:
         record.resource_hash = request.project_hash
@@ -90,7 +90,7 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
         )
 
     @rpc("GetOrCreateProjectApiKey")
-    def GetOrCreateProjectApiKey(  # noqa: N802
+    def GetOrCreateProjectApiKey(
         self, request: pb.GetOrCreateProjectApiKeyRequest, record: CallRecord, context: grpc.ServicerContext
     ) -> pb.ProjectApiKey:
         record.resource_hash = request.project_hash
@@ -110,7 +110,7 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
     # Datasets ---------------------------------------------------------------
 
     @rpc("CreateDatasetApiKey")
-    def CreateDatasetApiKey(  # noqa: N802
+    def CreateDatasetApiKey(
         self, request: pb.CreateDatasetApiKeyRequest, record: CallRecord, context: grpc.ServicerContext
     ) -> pb.DatasetApiKey:
         record.resource_hash = request.dataset_hash
@@ -130,7 +130,7 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
         return dataset_key_message(key)
 
     @rpc("ListDatasetApiKeys")
-    def ListDatasetApiKeys(  # noqa: N802
+    def ListDatasetApiKeys(
         self, request: pb.ListDatasetApiKeysRequest, record: CallRecord, context: grpc.ServicerContext
     ) -> pb.ListDatasetApiKeysResponse:
         record.resource_hash = request.dataset_hash
@@ -143,7 +143,7 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
         )
 
     @rpc("GetOrCreateDatasetApiKey")
-    def GetOrCreateDatasetApiKey(  # noqa: N802
+    def GetOrCreateDatasetApiKey(
         self, request: pb.GetOrCreateDatasetApiKeyRequest, record: CallRecord, context: grpc.ServicerContext
     ) -> pb.DatasetApiKey:
         record.resource_hash = request.dataset_hash

@@ -30,7 +30,9 @@ def resource_hash(value: str, field: str, violations: list[FieldViolation]) -> s
     try:
         parsed = uuid.UUID(value)
     except ValueError:
-        violations.append(FieldViolation(field, "must be a UUID such as 6ac8a6a4-6a64-4d4b-9a1c-3f1e3c2b9d10"))
+        violations.append(
+            FieldViolation(field, "must be a UUID such as 6ac8a6a4-6a64-4d4b-9a1c-3f1e3c2b9d10")
+        )
         return value
     if str(parsed) != value.lower():
         violations.append(FieldViolation(field, "must be a UUID in its 8-4-4-4-12 hex form"))
@@ -43,14 +45,18 @@ def title(value: str, violations: list[FieldViolation]) -> str:
         violations.append(FieldViolation("title", "is required and may not be blank"))
     elif len(stripped) > MAX_TITLE_LENGTH:
         violations.append(
-            FieldViolation("title", f"is {len(stripped)} characters long; at most {MAX_TITLE_LENGTH} are allowed")
+            FieldViolation(
+                "title", f"is {len(stripped)} characters long; at most {MAX_TITLE_LENGTH} are allowed"
+            )
         )
     elif any(ord(c) < 0x20 or ord(c) == 0x7F for c in stripped):
         violations.append(FieldViolation("title", "may not contain control characters"))
     return stripped
 
 
-def scopes(values: Iterable[int], names: Mapping[int, str], violations: list[FieldViolation]) -> tuple[str, ...]:
+def scopes(
+    values: Iterable[int], names: Mapping[int, str], violations: list[FieldViolation]
+) -> tuple[str, ...]:
     """Encord scope strings for the enum numbers, duplicates removed, in first-seen order."""
     chosen: dict[str, None] = {}
     bad = False

@@ -8,16 +8,17 @@ from pathlib import Path
 
 import grpc
 import pytest
+from encord_gateway.devstack import DEMO_PROJECT, Stack, cli_argv, start_service
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from support.emulator import EmulatorAdmin
 from support.recorder import envelope, recording_server
 from support.status import decode
 
-from encord_gateway.devstack import DEMO_PROJECT, Stack, cli_argv, start_service
-
 LIST = pb.ListProjectApiKeysRequest(project_hash=DEMO_PROJECT)
-CREATE = pb.CreateProjectApiKeyRequest(project_hash=DEMO_PROJECT, title="t", scopes=[pb.API_KEY_SCOPE_LABEL_READ])
+CREATE = pb.CreateProjectApiKeyRequest(
+    project_hash=DEMO_PROJECT, title="t", scopes=[pb.API_KEY_SCOPE_LABEL_READ]
+)
 
 
 @pytest.fixture
@@ -67,7 +68,15 @@ def test_a_list_succeeds_through_transient_failures(ssh_key_file: Path) -> None:
     with recording_server(lambda query: next(answers)) as (url, seen):
         gateway = start_service(
             "gateway",
-            cli_argv("serve", "--listen", "127.0.0.1:0", "--encord-domain", url, "--ssh-key-file", str(ssh_key_file)),
+            cli_argv(
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--encord-domain",
+                url,
+                "--ssh-key-file",
+                str(ssh_key_file),
+            ),
         )
         try:
             with grpc.insecure_channel(gateway.address) as channel:

@@ -9,17 +9,20 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from encord.client import EncordClient
+from encord_gateway.devstack import DEMO_DATASET, DEMO_PROJECT, Stack, running_stack
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from support.emulator import EmulatorAdmin
 
-from encord_gateway.devstack import DEMO_DATASET, DEMO_PROJECT, Stack, running_stack
-
 FRESH_PROJECT = "11111111-2222-4333-8444-555555555555"
 FRESH_DATASET = "66666666-7777-4888-9999-aaaaaaaaaaaa"
 ALL_PROJECT = [
-    pb.API_KEY_SCOPE_LABEL_READ, pb.API_KEY_SCOPE_LABEL_WRITE, pb.API_KEY_SCOPE_MODEL_INFERENCE,
-    pb.API_KEY_SCOPE_MODEL_TRAIN, pb.API_KEY_SCOPE_LABEL_LOGS_READ, pb.API_KEY_SCOPE_ALGO_LIBRARY,
+    pb.API_KEY_SCOPE_LABEL_READ,
+    pb.API_KEY_SCOPE_LABEL_WRITE,
+    pb.API_KEY_SCOPE_MODEL_INFERENCE,
+    pb.API_KEY_SCOPE_MODEL_TRAIN,
+    pb.API_KEY_SCOPE_LABEL_LOGS_READ,
+    pb.API_KEY_SCOPE_ALGO_LIBRARY,
 ]
 
 
@@ -63,7 +66,9 @@ def test_create_and_list_project_keys(stub: pb_grpc.ApiKeyServiceStub) -> None:
 
 def test_created_project_key_works_with_the_sdk(stub: pb_grpc.ApiKeyServiceStub, stack: Stack) -> None:
     created = stub.CreateProjectApiKey(
-        pb.CreateProjectApiKeyRequest(project_hash=DEMO_PROJECT, title="for the sdk", scopes=[pb.API_KEY_SCOPE_LABEL_READ]),
+        pb.CreateProjectApiKeyRequest(
+            project_hash=DEMO_PROJECT, title="for the sdk", scopes=[pb.API_KEY_SCOPE_LABEL_READ]
+        ),
         timeout=10,
     )
     client = EncordClient.initialise(DEMO_PROJECT, created.api_key, domain=f"http://{stack.emulator.address}")
@@ -74,7 +79,8 @@ def test_get_or_create_project_key_is_stable(stub: pb_grpc.ApiKeyServiceStub) ->
     request = pb.GetOrCreateProjectApiKeyRequest(project_hash=DEMO_PROJECT)
     first = stub.GetOrCreateProjectApiKey(request, timeout=10)
     second = stub.GetOrCreateProjectApiKey(request, timeout=10)
-    assert first.api_key and first.api_key == second.api_key
+    assert first.api_key
+    assert first.api_key == second.api_key
     assert set(first.scopes) == set(ALL_PROJECT)
     assert first.title == f"{DEMO_PROJECT} - admin key"
 
@@ -88,7 +94,8 @@ def test_create_and_list_dataset_keys(stub: pb_grpc.ApiKeyServiceStub) -> None:
         ),
         timeout=10,
     )
-    assert created.api_key and created.key_hash
+    assert created.api_key
+    assert created.key_hash
     assert created.dataset_hash == DEMO_DATASET
     assert set(created.scopes) == {pb.DATASET_SCOPE_READ, pb.DATASET_SCOPE_WRITE}
     assert created.fingerprint == fingerprint(created.api_key)
@@ -111,10 +118,18 @@ def test_get_or_create_dataset_key_reuses_a_full_key(stub: pb_grpc.ApiKeyService
 @pytest.mark.parametrize(
     ("call", "resource"),
     [
-        (lambda stub: stub.GetOrCreateProjectApiKey(
-            pb.GetOrCreateProjectApiKeyRequest(project_hash=FRESH_PROJECT), timeout=30), FRESH_PROJECT),
-        (lambda stub: stub.GetOrCreateDatasetApiKey(
-            pb.GetOrCreateDatasetApiKeyRequest(dataset_hash=FRESH_DATASET), timeout=30), FRESH_DATASET),
+        (
+            lambda stub: stub.GetOrCreateProjectApiKey(
+                pb.GetOrCreateProjectApiKeyRequest(project_hash=FRESH_PROJECT), timeout=30
+            ),
+            FRESH_PROJECT,
+        ),
+        (
+            lambda stub: stub.GetOrCreateDatasetApiKey(
+                pb.GetOrCreateDatasetApiKeyRequest(dataset_hash=FRESH_DATASET), timeout=30
+            ),
+            FRESH_DATASET,
+        ),
     ],
     ids=["project", "dataset"],
 )
@@ -157,13 +172,20 @@ def test_trace_id_comes_back_and_goes_upstream(stub: pb_grpc.ApiKeyServiceStub) 
 
 
 def test_a_trace_id_is_made_when_the_caller_sends_none(stub: pb_grpc.ApiKeyServiceStub) -> None:
-    _, first = stub.ListProjectApiKeys.with_call(pb.ListProjectApiKeysRequest(project_hash=DEMO_PROJECT), timeout=10)
-    _, second = stub.ListProjectApiKeys.with_call(pb.ListProjectApiKeysRequest(project_hash=DEMO_PROJECT), timeout=10)
+    _, first = stub.ListProjectApiKeys.with_call(
+        pb.ListProjectApiKeysRequest(project_hash=DEMO_PROJECT), timeout=10
+    )
+    _, second = stub.ListProjectApiKeys.with_call(
+        pb.ListProjectApiKeysRequest(project_hash=DEMO_PROJECT), timeout=10
+    )
     one, two = (dict(c.trailing_metadata())["x-cloud-trace-context"] for c in (first, second))
-    assert len(one.split("/")[0]) == 32 and one != two
+    assert len(one.split("/")[0]) == 32
+    assert one != two
 
 
 def test_unknown_project_is_not_found(stub: pb_grpc.ApiKeyServiceStub) -> None:
     with pytest.raises(grpc.RpcError) as caught:
-        stub.ListProjectApiKeys(pb.ListProjectApiKeysRequest(project_hash="99999999-9999-4999-8999-999999999999"), timeout=10)
+        stub.ListProjectApiKeys(
+            pb.ListProjectApiKeysRequest(project_hash="99999999-9999-4999-8999-999999999999"), timeout=10
+        )
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND

@@ -1,4 +1,4 @@
-"""design.md's error table, row by row: the emulator answers each Encord code, the caller sees the mapped status."""
+"""design.md's error table, row by row: the emulator answers each Encord code; the caller sees its status."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from encord_gateway.devstack import DEMO_PROJECT, Stack, cli_argv, start_service, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from support.emulator import EmulatorAdmin
 from support.status import decode
 
-from encord_gateway.devstack import DEMO_PROJECT, Stack, cli_argv, start_service, write_ssh_key
-
 LIST = pb.ListProjectApiKeysRequest(project_hash=DEMO_PROJECT)
-CREATE = pb.CreateProjectApiKeyRequest(project_hash=DEMO_PROJECT, title="t", scopes=[pb.API_KEY_SCOPE_LABEL_READ])
+CREATE = pb.CreateProjectApiKeyRequest(
+    project_hash=DEMO_PROJECT, title="t", scopes=[pb.API_KEY_SCOPE_LABEL_READ]
+)
 
 
 @pytest.fixture
@@ -40,7 +41,9 @@ ENCORD_CODES = [
 ]
 
 
-@pytest.mark.parametrize(("encord_code", "grpc_code", "message"), ENCORD_CODES, ids=[c[0] for c in ENCORD_CODES])
+@pytest.mark.parametrize(
+    ("encord_code", "grpc_code", "message"), ENCORD_CODES, ids=[c[0] for c in ENCORD_CODES]
+)
 @pytest.mark.parametrize("mirror", [None, 400], ids=["http-200", "http-mirrored"])
 def test_encord_code_maps_to_grpc_code(
     stub: pb_grpc.ApiKeyServiceStub,
@@ -62,7 +65,9 @@ def test_encord_code_maps_to_grpc_code(
     assert error.trailing["x-cloud-trace-context"].startswith(error.metadata["trace_id"])
 
 
-def test_invalid_arguments_payload_reaches_the_caller(stub: pb_grpc.ApiKeyServiceStub, admin: EmulatorAdmin) -> None:
+def test_invalid_arguments_payload_reaches_the_caller(
+    stub: pb_grpc.ApiKeyServiceStub, admin: EmulatorAdmin
+) -> None:
     admin.faults(force_error="INVALID_ARGUMENTS_ERROR", force_error_payload="title is too fancy")
     with pytest.raises(grpc.RpcError) as caught:
         stub.CreateProjectApiKey(CREATE, timeout=10)
@@ -105,13 +110,19 @@ def test_refused_connection_is_unavailable(ssh_key_file: object) -> None:
         closed_port = placeholder.getsockname()[1]
     gateway = start_service(
         "gateway",
-        cli_argv("serve", "--listen", "127.0.0.1:0", "--encord-domain", f"http://127.0.0.1:{closed_port}",
-                 "--ssh-key-file", str(ssh_key_file)),
+        cli_argv(
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--encord-domain",
+            f"http://127.0.0.1:{closed_port}",
+            "--ssh-key-file",
+            str(ssh_key_file),
+        ),
     )
     try:
-        with grpc.insecure_channel(gateway.address) as channel:
-            with pytest.raises(grpc.RpcError) as caught:
-                pb_grpc.ApiKeyServiceStub(channel).CreateProjectApiKey(CREATE, timeout=10)
+        with grpc.insecure_channel(gateway.address) as channel, pytest.raises(grpc.RpcError) as caught:
+            pb_grpc.ApiKeyServiceStub(channel).CreateProjectApiKey(CREATE, timeout=10)
         error = decode(caught.value)
         assert error.code == grpc.StatusCode.UNAVAILABLE
         assert error.reason == "UPSTREAM_CONNECTION_ERROR"
@@ -126,13 +137,19 @@ def test_unregistered_signing_key_is_failed_precondition(stack: Stack, tmp_path:
     write_ssh_key(stranger)
     gateway = start_service(
         "gateway",
-        cli_argv("serve", "--listen", "127.0.0.1:0", "--encord-domain", f"http://{stack.emulator.address}",
-                 "--ssh-key-file", str(stranger)),
+        cli_argv(
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--encord-domain",
+            f"http://{stack.emulator.address}",
+            "--ssh-key-file",
+            str(stranger),
+        ),
     )
     try:
-        with grpc.insecure_channel(gateway.address) as channel:
-            with pytest.raises(grpc.RpcError) as caught:
-                pb_grpc.ApiKeyServiceStub(channel).ListProjectApiKeys(LIST, timeout=10)
+        with grpc.insecure_channel(gateway.address) as channel, pytest.raises(grpc.RpcError) as caught:
+            pb_grpc.ApiKeyServiceStub(channel).ListProjectApiKeys(LIST, timeout=10)
         error = decode(caught.value)
         assert error.code == grpc.StatusCode.FAILED_PRECONDITION
         assert error.reason == "SSH_KEY_NOT_FOUND_ERROR"

@@ -11,13 +11,12 @@ from typing import Any
 
 import grpc
 import pytest
+from encord_gateway.devstack import DEMO_DATASET, DEMO_PROJECT, Stack, cli_argv, running_stack, start_service
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from support.recorder import envelope, recording_server
-
-from encord_gateway.devstack import DEMO_DATASET, DEMO_PROJECT, Stack, cli_argv, running_stack, start_service
 
 SERVICE = "encord_gateway.v1.ApiKeyService"
 LIST = pb.ListProjectApiKeysRequest(project_hash=DEMO_PROJECT)
@@ -34,7 +33,11 @@ def test_health_is_serving(channel: grpc.Channel) -> None:
 
 def test_reflection_lists_the_services(channel: grpc.Channel) -> None:
     reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-    answers = list(reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+    answers = list(
+        reflection.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        )
+    )
     names = {s.name for s in answers[0].list_services_response.service}
     assert {SERVICE, "grpc.health.v1.Health"} <= names
     described = list(
@@ -46,7 +49,9 @@ def test_reflection_lists_the_services(channel: grpc.Channel) -> None:
 
 
 def watch_until(channel: grpc.Channel, wanted: int, timeout: float = 15) -> bool:
-    for answer in health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=SERVICE), timeout=timeout):
+    for answer in health_pb2_grpc.HealthStub(channel).Watch(
+        health_pb2.HealthCheckRequest(service=SERVICE), timeout=timeout
+    ):
         if answer.status == wanted:
             return True
     return False
@@ -56,8 +61,17 @@ def test_readiness_probe_follows_the_upstream(ssh_key_file: Path) -> None:
     with recording_server(lambda query: (200, envelope([]))) as (url, _):
         gateway = start_service(
             "gateway",
-            cli_argv("serve", "--listen", "127.0.0.1:0", "--encord-domain", url, "--ssh-key-file", str(ssh_key_file),
-                     "--readiness-probe-interval", "0.1"),
+            cli_argv(
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--encord-domain",
+                url,
+                "--ssh-key-file",
+                str(ssh_key_file),
+                "--readiness-probe-interval",
+                "0.1",
+            ),
         )
         with grpc.insecure_channel(gateway.address) as channel:
             assert watch_until(channel, SERVING)
@@ -80,8 +94,17 @@ def test_sigterm_lets_an_in_flight_call_finish(ssh_key_file: Path) -> None:
     with recording_server(slow) as (url, _):
         gateway = start_service(
             "gateway",
-            cli_argv("serve", "--listen", "127.0.0.1:0", "--encord-domain", url, "--ssh-key-file", str(ssh_key_file),
-                     "--grace-period", "15"),
+            cli_argv(
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--encord-domain",
+                url,
+                "--ssh-key-file",
+                str(ssh_key_file),
+                "--grace-period",
+                "15",
+            ),
         )
         with grpc.insecure_channel(gateway.address) as channel:
             in_flight = pb_grpc.ApiKeyServiceStub(channel).ListProjectApiKeys.future(LIST, timeout=30)
@@ -92,7 +115,10 @@ def test_sigterm_lets_an_in_flight_call_finish(ssh_key_file: Path) -> None:
             with grpc.insecure_channel(gateway.address) as fresh:
                 with pytest.raises(grpc.RpcError) as refused:
                     pb_grpc.ApiKeyServiceStub(fresh).ListProjectApiKeys(LIST, timeout=2)
-                assert refused.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+                assert refused.value.code() in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                )
             release.set()
             assert list(in_flight.result(timeout=20).api_keys) == []
         assert gateway.process.wait(20) == 0
@@ -108,19 +134,42 @@ def test_no_secret_reaches_any_log(debug_stack: Stack) -> None:
     created: list[str] = []
     with grpc.insecure_channel(debug_stack.gateway.address) as channel:
         stub = pb_grpc.ApiKeyServiceStub(channel)
-        created.append(stub.CreateProjectApiKey(pb.CreateProjectApiKeyRequest(
-            project_hash=DEMO_PROJECT, title="secret scan", scopes=[pb.API_KEY_SCOPE_LABEL_READ]), timeout=10).api_key)
-        created.append(stub.GetOrCreateProjectApiKey(
-            pb.GetOrCreateProjectApiKeyRequest(project_hash=DEMO_PROJECT), timeout=10).api_key)
+        created.append(
+            stub.CreateProjectApiKey(
+                pb.CreateProjectApiKeyRequest(
+                    project_hash=DEMO_PROJECT, title="secret scan", scopes=[pb.API_KEY_SCOPE_LABEL_READ]
+                ),
+                timeout=10,
+            ).api_key
+        )
+        created.append(
+            stub.GetOrCreateProjectApiKey(
+                pb.GetOrCreateProjectApiKeyRequest(project_hash=DEMO_PROJECT), timeout=10
+            ).api_key
+        )
         created += [k.api_key for k in stub.ListProjectApiKeys(LIST, timeout=10).api_keys]
-        created.append(stub.CreateDatasetApiKey(pb.CreateDatasetApiKeyRequest(
-            dataset_hash=DEMO_DATASET, title="secret scan", scopes=[pb.DATASET_SCOPE_READ]), timeout=10).api_key)
-        created.append(stub.GetOrCreateDatasetApiKey(
-            pb.GetOrCreateDatasetApiKeyRequest(dataset_hash=DEMO_DATASET), timeout=10).api_key)
-        created += [k.api_key for k in stub.ListDatasetApiKeys(
-            pb.ListDatasetApiKeysRequest(dataset_hash=DEMO_DATASET), timeout=10).api_keys]
+        created.append(
+            stub.CreateDatasetApiKey(
+                pb.CreateDatasetApiKeyRequest(
+                    dataset_hash=DEMO_DATASET, title="secret scan", scopes=[pb.DATASET_SCOPE_READ]
+                ),
+                timeout=10,
+            ).api_key
+        )
+        created.append(
+            stub.GetOrCreateDatasetApiKey(
+                pb.GetOrCreateDatasetApiKeyRequest(dataset_hash=DEMO_DATASET), timeout=10
+            ).api_key
+        )
+        created += [
+            k.api_key
+            for k in stub.ListDatasetApiKeys(
+                pb.ListDatasetApiKeysRequest(dataset_hash=DEMO_DATASET), timeout=10
+            ).api_keys
+        ]
     assert debug_stack.gateway.wait_for_line(lambda line: "ListDatasetApiKeys" in line) is not None
-    assert all(created) and len(created) >= 6
+    assert all(created)
+    assert len(created) >= 6
     private_key_body = "".join(debug_stack.ssh_key_file.read_text().splitlines()[1:-1])
     logs = "".join(debug_stack.gateway.output) + "".join(debug_stack.emulator.output)
     for path in debug_stack.workdir.glob("*.log"):

@@ -11,11 +11,10 @@ import pytest
 from encord.orm.dataset import DatasetScope
 from encord.user_client import EncordUserClient
 from encord.utilities.client_utilities import APIKeyScopes
+from encord_gateway.devstack import cli_argv, start_service
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from support.recorder import Recorded, envelope, recording_server
-
-from encord_gateway.devstack import cli_argv, start_service
 
 PROJECT = "6ac8a6a4-6a64-4d4b-9a1c-3f1e3c2b9d10"
 DATASET = "0c2f1f0e-7f37-4a0e-8c47-1d2e9a6b5f21"
@@ -100,9 +99,7 @@ def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def gateway_stub(
-    recorder: tuple[str, list[Recorded]], key_file: Path
-) -> Iterator[pb_grpc.ApiKeyServiceStub]:
+def gateway_stub(recorder: tuple[str, list[Recorded]], key_file: Path) -> Iterator[pb_grpc.ApiKeyServiceStub]:
     url, _ = recorder
     gateway = start_service(
         "gateway",
@@ -144,4 +141,5 @@ def test_gateway_sends_what_the_sdk_sends(
         for name_ in ("Accept", "Content-Type", "Accept-Encoding", "ResourceType", "ResourceID"):
             assert sent_by_gateway.header(name_) == sent_by_sdk.header(name_)
         trace = sent_by_gateway.header("X-Cloud-Trace-Context")
-        assert trace.endswith("/1;o=1") and len(trace.split("/")[0]) == 32
+        assert trace.endswith("/1;o=1")
+        assert len(trace.split("/")[0]) == 32

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-
 from encord_gateway.devstack import cli_argv, start_service, write_ssh_key
 
 # Never reaches a network: every case fails before the server binds.
@@ -28,8 +27,10 @@ def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
-def openssh_private(key: ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
-                    passphrase: bytes | None = None) -> bytes:
+def openssh_private(
+    key: ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
+    passphrase: bytes | None = None,
+) -> bytes:
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
     )
@@ -75,7 +76,9 @@ def test_unreadable_key_file(key_dir: Path) -> None:
     ],
     ids=["rsa", "ecdsa"],
 )
-def test_non_ed25519_key(key_dir: Path, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, kind: str) -> None:
+def test_non_ed25519_key(
+    key_dir: Path, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, kind: str
+) -> None:
     path = key_dir / "id_other"
     secret = openssh_private(key)
     path.write_bytes(secret)
@@ -105,7 +108,9 @@ def test_protected_key_with_wrong_passphrase(key_dir: Path) -> None:
 
 def test_bad_setting_names_the_setting(ssh_key_file: Path) -> None:
     assert_refused(run_serve("--ssh-key-file", str(ssh_key_file), "--workers", "many"), "workers", "int")
-    assert_refused(run_serve("--ssh-key-file", str(ssh_key_file), "--encord-domain", "ftp://x"), "encord_domain")
+    assert_refused(
+        run_serve("--ssh-key-file", str(ssh_key_file), "--encord-domain", "ftp://x"), "encord_domain"
+    )
 
 
 def test_bad_config_file(key_dir: Path, ssh_key_file: Path) -> None:
@@ -113,13 +118,16 @@ def test_bad_config_file(key_dir: Path, ssh_key_file: Path) -> None:
     config.write_text("listen = \n")
     assert_refused(run_serve("--ssh-key-file", str(ssh_key_file), "--config", str(config)), "not valid TOML")
     config.write_text('lisen = "127.0.0.1:0"\n')
-    assert_refused(run_serve("--ssh-key-file", str(ssh_key_file), "--config", str(config)), "unknown settings: lisen")
+    assert_refused(
+        run_serve("--ssh-key-file", str(ssh_key_file), "--config", str(config)), "unknown settings: lisen"
+    )
 
 
 def _serves(args: list[str], env: dict[str, str]) -> str:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("ENCORD_SSH", "ENCORD_GATEWAY"))}
     service = start_service(
-        "gateway", cli_argv("serve", "--listen", "127.0.0.1:0", "--encord-domain", UNREACHABLE, *args),
+        "gateway",
+        cli_argv("serve", "--listen", "127.0.0.1:0", "--encord-domain", UNREACHABLE, *args),
         env={**base, **env},
     )
     try:
@@ -154,7 +162,9 @@ def test_flag_beats_environment(key_dir: Path, ssh_key_file: Path) -> None:
 
 
 def test_help_documents_every_flag() -> None:
-    result = subprocess.run(cli_argv("serve", "--help"), capture_output=True, text=True, timeout=30, check=True)
+    result = subprocess.run(
+        cli_argv("serve", "--help"), capture_output=True, text=True, timeout=30, check=True
+    )
     for flag in ("--listen", "--encord-domain", "--ssh-key-file", "--config", "ENCORD_GATEWAY_LISTEN"):
         assert flag in result.stdout
     assert sys.executable

@@ -8,13 +8,12 @@ from typing import Any
 
 import grpc
 import pytest
+from encord_gateway.devstack import cli_argv, start_service, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from support.recorder import Recorded, envelope, recording_server
-
-from encord_gateway.devstack import cli_argv, start_service, write_ssh_key
 
 PROJECT = "6ac8a6a4-6a64-4d4b-9a1c-3f1e3c2b9d10"
 DATASET = "0c2f1f0e-7f37-4a0e-8c47-1d2e9a6b5f21"
@@ -22,12 +21,15 @@ READ, WRITE = pb.API_KEY_SCOPE_LABEL_READ, pb.API_KEY_SCOPE_LABEL_WRITE
 
 
 @pytest.fixture(scope="module")
-def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[pb_grpc.ApiKeyServiceStub, list[Recorded]]]:
+def stub(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[pb_grpc.ApiKeyServiceStub, list[Recorded]]]:
     key: Path = tmp_path_factory.mktemp("validation") / "id_ed25519"
     write_ssh_key(key)
     with recording_server(lambda query: (200, envelope([]))) as (url, seen):
         gateway = start_service(
-            "gateway", cli_argv("serve", "--listen", "127.0.0.1:0", "--encord-domain", url, "--ssh-key-file", str(key))
+            "gateway",
+            cli_argv("serve", "--listen", "127.0.0.1:0", "--encord-domain", url, "--ssh-key-file", str(key)),
         )
         try:
             with grpc.insecure_channel(gateway.address) as channel:
@@ -56,42 +58,98 @@ def violations(error: grpc.RpcError) -> dict[str, str]:
 
 CASES: list[tuple[str, str, Any, dict[str, str]]] = [
     # (id, RPC, request, {field: part of the description})
-    ("empty project hash", "CreateProjectApiKey",
-     pb.CreateProjectApiKeyRequest(project_hash="", title="t", scopes=[READ]), {"project_hash": "required"}),
-    ("project hash not a uuid", "CreateProjectApiKey",
-     pb.CreateProjectApiKeyRequest(project_hash="my-project", title="t", scopes=[READ]), {"project_hash": "UUID"}),
-    ("uuid without dashes", "ListProjectApiKeys",
-     pb.ListProjectApiKeysRequest(project_hash=PROJECT.replace("-", "")), {"project_hash": "8-4-4-4-12"}),
-    ("empty title", "CreateProjectApiKey",
-     pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="", scopes=[READ]), {"title": "required"}),
-    ("blank title", "CreateDatasetApiKey",
-     pb.CreateDatasetApiKeyRequest(dataset_hash=DATASET, title="   ", scopes=[pb.DATASET_SCOPE_READ]),
-     {"title": "blank"}),
-    ("over-long title", "CreateProjectApiKey",
-     pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="x" * 256, scopes=[READ]),
-     {"title": "256 characters long; at most 255"}),
-    ("control characters in title", "CreateProjectApiKey",
-     pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="a\x00b", scopes=[READ]), {"title": "control"}),
-    ("no scopes", "CreateProjectApiKey",
-     pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="t"), {"scopes": "at least one"}),
-    ("unspecified scope", "CreateProjectApiKey",
-     pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="t", scopes=[READ, pb.API_KEY_SCOPE_UNSPECIFIED]),
-     {"scopes[1]": "UNSPECIFIED"}),
-    ("unknown scope number", "CreateProjectApiKey",
-     pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="t", scopes=[99]),  # type: ignore[list-item]
-     {"scopes[0]": "99 is not a known scope"}),
-    ("dataset scope out of range", "CreateDatasetApiKey",
-     pb.CreateDatasetApiKeyRequest(dataset_hash=DATASET, title="t", scopes=[3]),  # type: ignore[list-item]
-     {"scopes[0]": "3 is not a known scope"}),
-    ("every field wrong at once", "CreateDatasetApiKey",
-     pb.CreateDatasetApiKeyRequest(dataset_hash="nope", title="", scopes=[]),
-     {"dataset_hash": "UUID", "title": "required", "scopes": "at least one"}),
-    ("empty dataset hash to list", "ListDatasetApiKeys",
-     pb.ListDatasetApiKeysRequest(dataset_hash=""), {"dataset_hash": "required"}),
-    ("empty hash to get-or-create project", "GetOrCreateProjectApiKey",
-     pb.GetOrCreateProjectApiKeyRequest(project_hash=""), {"project_hash": "required"}),
-    ("bad hash to get-or-create dataset", "GetOrCreateDatasetApiKey",
-     pb.GetOrCreateDatasetApiKeyRequest(dataset_hash="x" * 36), {"dataset_hash": "UUID"}),
+    (
+        "empty project hash",
+        "CreateProjectApiKey",
+        pb.CreateProjectApiKeyRequest(project_hash="", title="t", scopes=[READ]),
+        {"project_hash": "required"},
+    ),
+    (
+        "project hash not a uuid",
+        "CreateProjectApiKey",
+        pb.CreateProjectApiKeyRequest(project_hash="my-project", title="t", scopes=[READ]),
+        {"project_hash": "UUID"},
+    ),
+    (
+        "uuid without dashes",
+        "ListProjectApiKeys",
+        pb.ListProjectApiKeysRequest(project_hash=PROJECT.replace("-", "")),
+        {"project_hash": "8-4-4-4-12"},
+    ),
+    (
+        "empty title",
+        "CreateProjectApiKey",
+        pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="", scopes=[READ]),
+        {"title": "required"},
+    ),
+    (
+        "blank title",
+        "CreateDatasetApiKey",
+        pb.CreateDatasetApiKeyRequest(dataset_hash=DATASET, title="   ", scopes=[pb.DATASET_SCOPE_READ]),
+        {"title": "blank"},
+    ),
+    (
+        "over-long title",
+        "CreateProjectApiKey",
+        pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="x" * 256, scopes=[READ]),
+        {"title": "256 characters long; at most 255"},
+    ),
+    (
+        "control characters in title",
+        "CreateProjectApiKey",
+        pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="a\x00b", scopes=[READ]),
+        {"title": "control"},
+    ),
+    (
+        "no scopes",
+        "CreateProjectApiKey",
+        pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="t"),
+        {"scopes": "at least one"},
+    ),
+    (
+        "unspecified scope",
+        "CreateProjectApiKey",
+        pb.CreateProjectApiKeyRequest(
+            project_hash=PROJECT, title="t", scopes=[READ, pb.API_KEY_SCOPE_UNSPECIFIED]
+        ),
+        {"scopes[1]": "UNSPECIFIED"},
+    ),
+    (
+        "unknown scope number",
+        "CreateProjectApiKey",
+        pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="t", scopes=[99]),  # type: ignore[list-item]
+        {"scopes[0]": "99 is not a known scope"},
+    ),
+    (
+        "dataset scope out of range",
+        "CreateDatasetApiKey",
+        pb.CreateDatasetApiKeyRequest(dataset_hash=DATASET, title="t", scopes=[3]),  # type: ignore[list-item]
+        {"scopes[0]": "3 is not a known scope"},
+    ),
+    (
+        "every field wrong at once",
+        "CreateDatasetApiKey",
+        pb.CreateDatasetApiKeyRequest(dataset_hash="nope", title="", scopes=[]),
+        {"dataset_hash": "UUID", "title": "required", "scopes": "at least one"},
+    ),
+    (
+        "empty dataset hash to list",
+        "ListDatasetApiKeys",
+        pb.ListDatasetApiKeysRequest(dataset_hash=""),
+        {"dataset_hash": "required"},
+    ),
+    (
+        "empty hash to get-or-create project",
+        "GetOrCreateProjectApiKey",
+        pb.GetOrCreateProjectApiKeyRequest(project_hash=""),
+        {"project_hash": "required"},
+    ),
+    (
+        "bad hash to get-or-create dataset",
+        "GetOrCreateDatasetApiKey",
+        pb.GetOrCreateDatasetApiKeyRequest(dataset_hash="x" * 36),
+        {"dataset_hash": "UUID"},
+    ),
 ]
 
 
@@ -118,7 +176,9 @@ def test_duplicate_scopes_are_sent_once(stub: tuple[pb_grpc.ApiKeyServiceStub, l
     # but the request it saw is what matters here.
     with pytest.raises(grpc.RpcError) as caught:
         client.CreateProjectApiKey(
-            pb.CreateProjectApiKeyRequest(project_hash=PROJECT.upper(), title="  t  ", scopes=[READ, WRITE, READ]),
+            pb.CreateProjectApiKeyRequest(
+                project_hash=PROJECT.upper(), title="  t  ", scopes=[READ, WRITE, READ]
+            ),
             timeout=10,
         )
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE

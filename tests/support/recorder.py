@@ -46,7 +46,7 @@ def recording_server(answer: Answer) -> Iterator[tuple[str, list[Recorded]]]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             seen.append(Recorded(self.path, list(self.headers.items()), body))
             try:
