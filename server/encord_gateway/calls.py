@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import re
@@ -21,6 +22,8 @@ log = logging.getLogger("encord_gateway.calls")
 
 TRACE_METADATA = "x-cloud-trace-context"
 _TRACE_RE = re.compile(r"^([0-9a-fA-F]{32})(?:/\d+)?(?:;o=[01])?$")
+# The authenticated caller's name, set by the auth interceptor while the call runs.
+CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("encord_gateway_caller", default="")
 
 
 class _Status(NamedTuple):
@@ -90,6 +93,7 @@ class RpcFrame:
         # grpc reports no deadline as None (or, on some versions, as a huge number).
         seconds = self.default_deadline_s if remaining is None or remaining > 1e8 else remaining
         record = CallRecord(method=method, trace_id=trace_id, started=time.monotonic(), peer=context.peer())
+        record.caller = CALLER.get()
         record.scope = CallScope(Deadline.after(seconds), trace_id)
         return record
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import requests
@@ -13,15 +17,90 @@ from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from encord_gateway.audit import AuditTrail
+from encord_gateway.auth import AuthInterceptor
 from encord_gateway.calls import CallObserver, RpcFrame
-from encord_gateway.config import Settings, split_host_port
+from encord_gateway.config import ConfigError, Settings, split_host_port
 from encord_gateway.keys import KeyOperations
-from encord_gateway.policy import Gatekeeper
+from encord_gateway.logs import FIELDS
+from encord_gateway.policy import Gatekeeper, Policy, PolicyHolder, load_policy
+from encord_gateway.ratelimit import RateLimits
 from encord_gateway.service import SERVICE_NAME, ApiKeyServicer
 from encord_gateway.signing import SigningKey
-from encord_gateway.upstream import EncordClient, RetryPolicy
+from encord_gateway.tls import ServerTls, server_tls
+from encord_gateway.upstream import EncordClient, RetryPolicy, UpstreamCall
 
 log = logging.getLogger(__name__)
+_WORKERS = "rpc"  # the handler threads' name prefix
+
+
+@dataclass
+class Security:
+    """Who may call and what they may do: the swappable policy, TLS, the audit trail and the rate buckets."""
+
+    holder: PolicyHolder
+    audit: AuditTrail | None = None
+    tls: ServerTls | None = None
+    limits: RateLimits = field(default_factory=RateLimits)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Security:
+        """Raises ConfigError for a bad policy, unusable TLS files or an audit log that cannot be opened."""
+        holder = PolicyHolder(load_policy(settings.document))
+        tls = server_tls(settings)
+        try:
+            audit = AuditTrail(settings.audit_log)
+        except OSError as exc:
+            raise ConfigError(f"audit_log {settings.audit_log} cannot be opened: {exc.strerror}") from None
+        return cls(holder, audit, tls)
+
+    def reload(self, new: Settings, running: Settings) -> Policy:
+        """Swaps in the policy (and re-read TLS files) of `new`; ConfigError leaves everything as it was."""
+        policy = load_policy(new.document)
+        if policy.open and not self.holder.current.open:
+            # An emptied or truncated file must not turn deny-by-default into open.
+            raise ConfigError(
+                "the new config has no [[callers]], which would open the gateway; restart to run open"
+            )
+        problem = exposure(running, policy)
+        if problem and not running.insecure:
+            raise ConfigError(f"{problem}; the reload would open the gateway")
+        if self.tls is not None:
+            self.tls.reload(running)
+        self.holder.current = policy
+        self.limits.forget_except({c.name for c in policy.callers})
+        if self.audit is not None:
+            try:
+                self.audit.reopen()
+            except OSError as exc:
+                log.error(
+                    "audit log not reopened; writing on to the old one",
+                    extra={FIELDS: {"error": exc.strerror}},
+                )
+        return policy
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve to anything
+
+
+def exposure(settings: Settings, policy: Policy) -> str:
+    """Why anyone who reaches the listen address could mint admin keys, or "" if they could not."""
+    host, _ = split_host_port(settings.listen, "listen")
+    if is_loopback(host) or not policy.open or settings.client_ca:
+        return ""
+    # TLS alone authenticates the gateway to callers, not callers to the gateway: with no callers and
+    # no client CA it would be the same open relay, only encrypted.
+    transport = "TLS without client certificates" if settings.tls_cert else "no TLS"
+    return (
+        f"{settings.listen} is not a loopback address, and with {transport} and no [[callers]] "
+        "anyone who reaches it could mint admin keys"
+    )
 
 
 class GatewayServer:
@@ -33,11 +112,14 @@ class GatewayServer:
         key: SigningKey,
         *,
         gatekeeper: Gatekeeper | None = None,
-        interceptors: Sequence[grpc.ServerInterceptor] = (),
+        interceptors: Sequence[grpc.ServerInterceptor[Any, Any]] = (),
         observers: Sequence[CallObserver] = (),
         credentials: grpc.ServerCredentials | None = None,
+        security: Security | None = None,
+        on_attempt: Callable[[UpstreamCall, float, str], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.security = security
         verify: bool | str = settings.encord_ca_file or True
         self.client = EncordClient(
             settings.encord_domain,
@@ -46,13 +128,27 @@ class GatewayServer:
             connect_timeout_s=settings.upstream_connect_timeout,
             retry=RetryPolicy(attempts=settings.upstream_retries),
             verify=verify,
+            on_attempt=on_attempt,
         )
-        self.frame = RpcFrame(settings.default_deadline, observers)
+        audit_observers: list[CallObserver] = [security.audit] if security and security.audit else []
+        self.frame = RpcFrame(settings.default_deadline, [*observers, *audit_observers])
+        if security is not None:
+            # Innermost, wrapping the handler itself: the interceptors given (metrics' in-flight gauge)
+            # see refused calls too, and nothing below it runs unauthenticated.
+            mutual = security.tls is not None and security.tls.mutual
+            interceptors = [
+                *interceptors,
+                AuthInterceptor(security.holder, mtls=mutual, finish=self.frame.finish),
+            ]
+            gatekeeper = gatekeeper or Gatekeeper(security.holder, security.audit, security.limits)
+            if credentials is None and security.tls is not None:
+                credentials = security.tls.credentials()
         self.servicer = ApiKeyServicer(KeyOperations(self.client), self.frame, gatekeeper or Gatekeeper())
         self.health = health.HealthServicer()
         self._stopping = threading.Event()
+        self._executor = futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix=_WORKERS)
         self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="rpc"),
+            self._executor,
             interceptors=list(interceptors),
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -63,7 +159,11 @@ class GatewayServer:
         pb_grpc.add_ApiKeyServiceServicer_to_server(self.servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
             self._server,
         )
         self._credentials = credentials
@@ -89,7 +189,9 @@ class GatewayServer:
         return self.address
 
     def _set_serving(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for service in ("", SERVICE_NAME):
             self.health.set(service, status)
 
@@ -99,7 +201,9 @@ class GatewayServer:
         with requests.Session() as session:
             while not self._stopping.is_set():
                 try:
-                    session.get(self.settings.encord_domain, timeout=min(interval, 5.0), verify=self.client._verify)
+                    session.get(
+                        self.settings.encord_domain, timeout=min(interval, 5.0), verify=self.client._verify
+                    )
                     up = True
                 except requests.RequestException:
                     up = False
@@ -107,13 +211,35 @@ class GatewayServer:
                     self._set_serving(up)
                 self._stopping.wait(interval)
 
-    def stop(self, grace_s: float | None = None) -> None:
-        """Refuses new calls, lets in-flight ones finish within the grace period, then closes."""
+    def stop(self, grace_s: float | None = None, *, refusing: Callable[[], None] | None = None) -> int:
+        """Refuses new calls, lets in-flight ones finish within the grace period, then closes.
+
+        `refusing` runs once new calls are refused, while in-flight ones drain (serve logs "stopping" then,
+        so whoever reads the line can rely on new calls being refused). Returns how many calls are still
+        running: stuck upstream past the grace period, their callers already cut off by gRPC.
+        """
         self._stopping.set()
         self.health.enter_graceful_shutdown()
         grace = self.settings.grace_period if grace_s is None else grace_s
-        self._server.stop(grace).wait(grace + 1)
+        drained = self._server.stop(grace)
+        if refusing is not None:
+            refusing()
+        drained.wait(grace + 1)
+        stuck = self._busy_workers(wait_s=1.0)
         self.client.close()
+        if not stuck and self.security is not None and self.security.audit is not None:
+            # Only when no handler can still write to it (a stuck one may yet finish).
+            self.security.audit.close()
+        return stuck
+
+    def _busy_workers(self, wait_s: float) -> int:
+        # Idle workers leave at shutdown; a worker still alive after wait_s is running a call.
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + wait_s
+        workers = [t for t in threading.enumerate() if t.name.startswith(f"{_WORKERS}_")]
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        return sum(worker.is_alive() for worker in workers)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._server.wait_for_termination(timeout)

@@ -1,0 +1,253 @@
+"""Caller authentication, once, in a server interceptor: certificates and bearer tokens become a Principal."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
+
+import grpc
+from encord_gateway_client.v1 import api_keys_pb2 as pb
+from google.protobuf.message import DecodeError
+
+from encord_gateway import errors
+from encord_gateway.audit import AUDIT_FACTS, AuditFacts
+from encord_gateway.calls import CALLER, TRACE_METADATA, CallRecord, incoming_trace_id
+from encord_gateway.policy import PRINCIPAL, Policy, PolicyHolder, Principal
+from encord_gateway.upstream import trace_header
+
+AUTHORIZATION = "authorization"
+SERVICE_PREFIX = "/" + pb.DESCRIPTOR.services_by_name["ApiKeyService"].full_name + "/"
+_HASH_FIELDS = {"project_hash": "project", "dataset_hash": "dataset"}
+# What a refused caller is told. The precise cause goes to the audit trail and the log only: telling a
+# stranger "this token is valid but needs mTLS" would confirm that a stolen token works.
+_TOLD = {
+    "NO_CREDENTIALS": "this gateway needs a client certificate or an 'authorization: Bearer <token>' header",
+    "INVALID_CREDENTIALS": "the credentials presented do not identify a caller of this gateway",
+}
+
+
+class AuthFailure(Exception):
+    """Authentication failed: `reason` (NO_CREDENTIALS or INVALID_CREDENTIALS) is public, `detail` is not."""
+
+    def __init__(self, reason: str, detail: str, identity: str = "") -> None:
+        super().__init__(detail)
+        self.reason, self.detail, self.identity = reason, detail, identity
+
+
+def certificate_identities(auth_context: Mapping[str, Any]) -> tuple[str, ...]:
+    """A verified client certificate's identities, best kind first: URI SANs, else DNS SANs, else the CN."""
+    if not auth_context.get("x509_pem_cert"):
+        return ()
+    for prop in ("peer_uri", "peer_dns", "x509_common_name"):
+        values = tuple(v.decode(errors="replace") for v in auth_context.get(prop, ()) if v)
+        if values:
+            return values
+    return ()
+
+
+def authenticate(
+    policy: Policy,
+    auth_context: Mapping[str, Any],
+    metadata: Sequence[tuple[str, Any]],
+    *,
+    mtls: bool,
+) -> Principal:
+    """The caller behind the connection's certificate and the call's bearer token; else AuthFailure."""
+    # Without mutual TLS no client certificate is requested, so none can be in the context.
+    identities = certificate_identities(auth_context) if mtls else ()
+    if policy.open:
+        return Principal(identities[0], None, "mtls") if identities else Principal("anonymous")
+    presented = [value for key, value in metadata if key == AUTHORIZATION]
+    token = _bearer(presented)
+    by_certificate = policy.by_certificate(identities)
+    if len(by_certificate) > 1:
+        raise AuthFailure("INVALID_CREDENTIALS", "the certificate names more than one caller", identities[0])
+    certified = by_certificate[0] if by_certificate else None
+    if token is not None:
+        match = policy.by_token(token)
+        if match is None:
+            raise AuthFailure(
+                "INVALID_CREDENTIALS", "unknown bearer token", identities[0] if identities else ""
+            )
+        caller, rule = match
+        if rule.require_mtls and not identities:
+            raise AuthFailure(
+                "INVALID_CREDENTIALS", f"caller {caller.name!r}'s token is valid only with mutual TLS"
+            )
+        if certified is not None and certified is not caller:
+            raise AuthFailure(
+                "INVALID_CREDENTIALS",
+                f"the certificate is caller {certified.name!r}'s but the token is caller {caller.name!r}'s",
+                identities[0],
+            )
+        return Principal(caller.name, caller, "mtls+token" if identities else "token")
+    if certified is not None:
+        return Principal(certified.name, certified, "mtls")
+    if identities:
+        raise AuthFailure(
+            "INVALID_CREDENTIALS",
+            f"certificate identity {identities[0]!r} is not a configured caller",
+            identities[0],
+        )
+    raise AuthFailure("NO_CREDENTIALS", "no client certificate and no bearer token")
+
+
+def _bearer(values: list[Any]) -> str | None:
+    if not values:
+        return None
+    value = values[0]
+    scheme, _, token = value.partition(" ") if isinstance(value, str) else ("", "", "")
+    if len(values) > 1 or scheme.lower() != "bearer" or not token.strip():
+        raise AuthFailure("INVALID_CREDENTIALS", "the authorization metadata is not one 'Bearer <token>'")
+    return token.strip()
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes do not parse, so that the call can answer INVALID_ARGUMENT."""
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _tolerant(parse: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """The handler's deserializer, answering _UNDECODABLE where gRPC would answer INTERNAL for bad bytes."""
+    if parse is None:
+        return None
+
+    def tolerant(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except (DecodeError, ValueError):
+            return _UNDECODABLE
+
+    return tolerant
+
+
+class _Refusal(NamedTuple):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+class _RefusalStatus(_Refusal, grpc.Status):
+    pass
+
+
+class _WithoutCredentials:
+    """The ServicerContext the servicer sees: the same, minus the authorization metadata."""
+
+    def __init__(self, context: grpc.ServicerContext) -> None:
+        self._context = context
+
+    def invocation_metadata(self) -> tuple[Any, ...]:
+        return tuple(m for m in self._context.invocation_metadata() if m[0] != AUTHORIZATION)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
+if TYPE_CHECKING:
+    _ServerInterceptor = grpc.ServerInterceptor[Any, Any]
+else:  # generic only in the type stubs
+    _ServerInterceptor = grpc.ServerInterceptor
+
+
+class AuthInterceptor(_ServerInterceptor):
+    """Authenticates every ApiKeyService call; health and reflection stay open for probes and tools."""
+
+    def __init__(
+        self, holder: PolicyHolder, *, mtls: bool, finish: Callable[[CallRecord], None] | None = None
+    ) -> None:
+        self._holder = holder
+        self._mtls = mtls
+        # The frame's finish(): a refused call gets the same log line and observers (audit) as any other.
+        self._finish = finish
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        full_method = handler_call_details.method
+        if handler is None or not full_method.startswith(SERVICE_PREFIX):
+            return handler
+        inner = handler.unary_unary
+        if inner is None:
+            # Every ApiKeyService method is unary; anything else would slip past the check, so refuse it.
+            raise RuntimeError(f"{full_method} is not unary-unary and cannot be authenticated")
+        method = full_method[len(SERVICE_PREFIX) :]
+
+        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            policy = self._holder.current  # one policy for the whole call, even if a reload lands now
+            try:
+                principal = authenticate(
+                    policy, context.auth_context(), context.invocation_metadata(), mtls=self._mtls
+                )
+            except AuthFailure as failure:
+                error = errors.Unauthenticated(_TOLD[failure.reason], reason=failure.reason)
+                facts = AuditFacts(
+                    caller="", auth="none", kind="", identity=failure.identity, detail=failure.detail
+                )
+                self._refuse(method, request, context, error, facts)
+                raise  # not reached: _refuse aborts the call
+            if request is _UNDECODABLE:
+                violation = errors.FieldViolation("request", f"is not a valid {method} request message")
+                self._refuse(
+                    method, request, context, errors.InvalidRequest([violation]), None, principal.name
+                )
+            principal_token, caller_token = PRINCIPAL.set(principal), CALLER.set(principal.name)
+            try:
+                return inner(request, cast(grpc.ServicerContext, _WithoutCredentials(context)))
+            finally:
+                CALLER.reset(caller_token)
+                PRINCIPAL.reset(principal_token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=_tolerant(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+
+    def _refuse(
+        self,
+        method: str,
+        request: Any,
+        context: grpc.ServicerContext,
+        error: errors.GatewayError,
+        facts: AuditFacts | None,
+        caller: str = "",
+    ) -> None:
+        """Answers `error` without running the servicer; the call gets its log line (and audit record)."""
+        trace_id = incoming_trace_id(context.invocation_metadata())
+        error.trace_id = trace_id
+        resource_hash = ""
+        for field, kind in _HASH_FIELDS.items():
+            if hasattr(request, field):
+                # Unvalidated input: bounded, so a refused stranger cannot bloat the trail.
+                resource_hash = str(getattr(request, field))[:64]
+                if facts is not None:
+                    facts.kind = kind
+        record = CallRecord(
+            method=method,
+            trace_id=trace_id,
+            started=time.monotonic(),
+            resource_hash=resource_hash,
+            caller=caller,
+            peer=context.peer(),
+            code=error.grpc_code,
+            reason=error.reason,
+        )
+        if facts is not None:
+            record.extra[AUDIT_FACTS] = facts
+        if self._finish is not None:
+            self._finish(record)
+        status = error.to_status()
+        context.abort_with_status(
+            _RefusalStatus(
+                status.code,
+                status.details,
+                (*status.trailing_metadata, (TRACE_METADATA, trace_header(trace_id))),
+            )
+        )

@@ -1,0 +1,277 @@
+"""Prometheus metrics: calls by method and code, upstream attempts by outcome, calls in flight, build info.
+
+One `GatewayMetrics` per process, fed by three hooks that already exist:
+
+- `call_finished(record)`: an RpcFrame observer; every finished RPC, including those refused by
+  authentication, policy or the rate limiter;
+- `upstream_attempt(call, elapsed_s, outcome)`: EncordClient's `on_attempt` callback, once per HTTP attempt;
+- `interceptor()`: a server interceptor that keeps the calls-in-flight gauge.
+
+Every label value comes from a small closed set (method names, gRPC code names, the gateway's and
+Encord's error codes, HTTP statuses); anything else is counted as "other", so a label can never hold a
+resource hash, a title, an API key, or any other caller-chosen text, and cardinality stays bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import platform
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIServer
+
+import grpc
+from encord_gateway_client.v1 import api_keys_pb2 as pb
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from encord_gateway.calls import CallRecord
+from encord_gateway.config import split_host_port
+from encord_gateway.upstream import UpstreamCall
+
+__all__ = ["KNOWN_REASONS", "OTHER", "GatewayMetrics", "bounded_reason"]
+
+PREFIX = "encord_gateway"
+OTHER = "other"
+SERVICE = pb.DESCRIPTOR.services_by_name["ApiKeyService"]
+SERVICE_PREFIX = f"/{SERVICE.full_name}/"
+METHODS = frozenset(SERVICE.methods_by_name)
+QUERY_TYPES = frozenset({"projectapikey", "datasetapikey"})
+QUERY_METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
+CODES = frozenset(code.name for code in grpc.StatusCode)
+# The `reason` of every status the gateway answers with (errors.py, auth.py, policy.py, upstream.py) and
+# the Encord codes it knows; an unknown Encord code is counted as "OTHER_ENCORD_CODE".
+KNOWN_REASONS = frozenset(
+    {
+        # the gateway's own
+        "INVALID_REQUEST", "UNAUTHENTICATED", "NO_CREDENTIALS", "INVALID_CREDENTIALS", "POLICY_DENIED",
+        "METHOD_NOT_ALLOWED_FOR_CALLER", "RESOURCE_NOT_ALLOWED", "SCOPE_ABOVE_CEILING", "RATE_LIMITED",
+        "AUDIT_UNAVAILABLE", "GATEWAY_ERROR", "INTERNAL", "DEADLINE_EXCEEDED",
+        "UPSTREAM_UNAVAILABLE", "UPSTREAM_RATE_LIMITED", "UPSTREAM_TIMEOUT", "UPSTREAM_CONNECTION_ERROR",
+        "UPSTREAM_HTTP_ERROR", "UPSTREAM_BAD_RESPONSE",
+        # Encord's (encord/http/error_utils.py)
+        "INVALID_ARGUMENTS_ERROR", "RESOURCE_NOT_FOUND_ERROR", "AUTHORISATION_ERROR", "OPERATION_NOT_ALLOWED",
+        "AUTHENTICATION_ERROR", "SSH_KEY_NOT_FOUND_ERROR", "DUPLICATE_SSH_KEY_ERROR", "RESOURCE_EXISTS_ERROR",
+        "METHOD_NOT_ALLOWED_ERROR", "UNKNOWN_ERROR",
+    }
+)  # fmt: skip
+OTHER_REASON = "OTHER_ENCORD_CODE"
+# An attempt that ended with one of these never got an HTTP answer, whatever an earlier attempt got.
+_NO_RESPONSE = frozenset(
+    {"UPSTREAM_CONNECTION_ERROR", "UPSTREAM_TIMEOUT", "UPSTREAM_UNAVAILABLE", "DEADLINE_EXCEEDED"}
+)
+# Calls take from milliseconds (a refusal) to the default 30 s deadline.
+CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def _known(value: str, allowed: frozenset[str]) -> str:
+    return value if value in allowed else OTHER
+
+
+def bounded_reason(reason: str) -> str:
+    """The reason as a label value: a known code as it is, "" for none, anything else OTHER_ENCORD_CODE."""
+    if not reason or reason in KNOWN_REASONS:
+        return reason
+    return OTHER_REASON
+
+
+def _http_status(call: UpstreamCall, outcome: str) -> str:
+    status = call.outcome.http_status
+    if outcome in _NO_RESPONSE or not 100 <= status <= 599:
+        return "none"
+    return str(status)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("encord-gateway")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+if TYPE_CHECKING:
+    _ServerInterceptor = grpc.ServerInterceptor[Any, Any]
+else:  # generic only in the type stubs
+    _ServerInterceptor = grpc.ServerInterceptor
+
+
+class _InFlightInterceptor(_ServerInterceptor):
+    """Counts ApiKeyService calls from the moment a handler runs until it returns or aborts."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        if (
+            handler is None
+            or handler.unary_unary is None
+            or not handler_call_details.method.startswith(SERVICE_PREFIX)
+        ):
+            return handler  # health, reflection: not calls of the API
+        inner = handler.unary_unary
+        metrics = self._metrics
+
+        def counted(request: Any, context: grpc.ServicerContext) -> Any:
+            with metrics.in_flight():
+                return inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            counted,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class GatewayMetrics:
+    """The gateway's metrics in one registry (by default a private one, so instances never collide)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, process: bool = True) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self.calls = Counter(
+            f"{PREFIX}_calls",
+            "Finished ApiKeyService calls, by method and gRPC status code.",
+            ("method", "code"),
+            registry=reg,
+        )
+        self.call_errors = Counter(
+            f"{PREFIX}_call_errors",
+            "Failed calls by method, gRPC code and reason (the ErrorInfo reason: a gateway or Encord code).",
+            ("method", "code", "reason"),
+            registry=reg,
+        )
+        self.call_duration = Histogram(
+            f"{PREFIX}_call_duration_seconds",
+            "Time from the handler's start to the answer, by method.",
+            ("method",),
+            buckets=CALL_BUCKETS,
+            registry=reg,
+        )
+        self.calls_in_flight = Gauge(
+            f"{PREFIX}_calls_in_flight", "ApiKeyService calls being handled now.", registry=reg
+        )
+        self.rate_limited_calls = Counter(
+            f"{PREFIX}_rate_limited_calls",
+            "Calls refused because the caller was over its rate limit.",
+            ("method",),
+            registry=reg,
+        )
+        self.upstream_attempts = Counter(
+            f"{PREFIX}_upstream_attempts",
+            "HTTP attempts at Encord, by query, HTTP status ('none': no answer) and outcome "
+            "('ok', or the error's reason).",
+            ("query_type", "query_method", "http_status", "outcome"),
+            registry=reg,
+        )
+        self.upstream_duration = Histogram(
+            f"{PREFIX}_upstream_attempt_duration_seconds",
+            "Time of one HTTP attempt at Encord.",
+            ("query_type", "query_method"),
+            buckets=CALL_BUCKETS,
+            registry=reg,
+        )
+        build = Gauge(
+            f"{PREFIX}_build_info",
+            "Always 1; the labels say what is running.",
+            ("version", "python_version", "grpc_version"),
+            registry=reg,
+        )
+        build.labels(_version(), platform.python_version(), grpc.__version__).set(1)
+        if process:
+            # Resident memory, open fds, CPU and start time (process_*), python_info and GC counts:
+            # what a leak or a stuck thread shows up in first.
+            ProcessCollector(registry=reg)
+            PlatformCollector(registry=reg)
+            GCCollector(registry=reg)
+            threads = Gauge(f"{PREFIX}_threads", "Live threads in the gateway process.", registry=reg)
+            threads.set_function(lambda: float(threading.active_count()))
+        self._http: WSGIServer | None = None
+        self._http_thread: threading.Thread | None = None
+        self.address = ""
+
+    # The hooks -------------------------------------------------------------------------------------------
+
+    def call_finished(self, record: CallRecord) -> None:
+        """RpcFrame observer: one finished call."""
+        method = _known(record.method, METHODS)
+        code = record.code.name
+        self.calls.labels(method, code).inc()
+        self.call_duration.labels(method).observe(max(0.0, record.duration_s))
+        if record.code != grpc.StatusCode.OK:
+            self.call_errors.labels(method, code, bounded_reason(record.reason)).inc()
+        if record.code == grpc.StatusCode.RESOURCE_EXHAUSTED and record.reason == "RATE_LIMITED":
+            self.rate_limited(record.method)
+
+    def rate_limited(self, method: str) -> None:
+        """A call refused by the caller's rate limit; call_finished() counts those already, so don't."""
+        self.rate_limited_calls.labels(_known(method, METHODS)).inc()
+
+    def upstream_attempt(self, call: UpstreamCall, elapsed_s: float, outcome: str) -> None:
+        """EncordClient's on_attempt callback: one HTTP attempt and how it ended."""
+        query_type = _known(call.query_type, QUERY_TYPES)
+        query_method = _known(call.query_method, QUERY_METHODS)
+        label = outcome if outcome == "ok" else bounded_reason(outcome)
+        self.upstream_attempts.labels(query_type, query_method, _http_status(call, outcome), label).inc()
+        self.upstream_duration.labels(query_type, query_method).observe(max(0.0, elapsed_s))
+
+    def call_started(self) -> None:
+        self.calls_in_flight.inc()
+
+    def call_ended(self) -> None:
+        self.calls_in_flight.dec()
+
+    @contextlib.contextmanager
+    def in_flight(self) -> Iterator[None]:
+        self.call_started()
+        try:
+            yield
+        finally:
+            self.call_ended()
+
+    def interceptor(self) -> grpc.ServerInterceptor[Any, Any]:
+        """Keeps calls_in_flight; put it first, so that calls refused by authentication count too."""
+        return _InFlightInterceptor(self)
+
+    # Exposition ------------------------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The page a scrape gets, in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+    def serve(self, address: str) -> str:
+        """Serves /metrics on HOST:PORT (port 0: any free port) and returns the bound HOST:PORT.
+
+        Raises ConfigError for a malformed address and OSError if it cannot be bound.
+        """
+        if self._http is not None:
+            raise RuntimeError(f"metrics are already served on {self.address}")
+        host, port = split_host_port(address, "metrics_listen")
+        self._http, self._http_thread = start_http_server(port, addr=host, registry=self.registry)
+        bound = self._http.server_address[1]
+        self.address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
+        return self.address
+
+    def close(self) -> None:
+        """Stops serving /metrics; the counters stay readable through render()."""
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            if self._http_thread is not None:
+                self._http_thread.join(5)
+            self._http = self._http_thread = None
