@@ -117,20 +117,30 @@ class RpcFrame:
                 log.exception("observer %s failed", type(observer).__name__)
 
 
-Handler = TypeVar("Handler", bound=Callable[..., Any])
+Servicer = TypeVar("Servicer")
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Handler = Callable[[Servicer, Request, CallRecord], Response]
+GrpcMethod = Callable[[Servicer, Request, grpc.ServicerContext], Response]
 
 
-def rpc(method: str) -> Callable[[Handler], Handler]:
-    """Decorates a servicer method `(self, request, record) -> response` as a gRPC handler."""
+def rpc(
+    method: str,
+) -> Callable[[Handler[Servicer, Request, Response]], GrpcMethod[Servicer, Request, Response]]:
+    """Turns `(self, request, record) -> response` into a gRPC method `(self, request, context)`.
 
-    def decorate(handler: Handler) -> Handler:
+    The servicer needs an `RpcFrame` as `self.frame`. Handlers raise GatewayError
+    subclasses and hold no try/except: this is the one place they become statuses.
+    """
+
+    def decorate(handler: Handler[Servicer, Request, Response]) -> GrpcMethod[Servicer, Request, Response]:
         @functools.wraps(handler)
-        def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-            frame: RpcFrame = self.frame
+        def wrapper(self: Servicer, request: Request, context: grpc.ServicerContext) -> Response:
+            frame: RpcFrame = self.frame  # type: ignore[attr-defined]
             record = frame.begin(method, context)
             trace = ((TRACE_METADATA, trace_header(record.trace_id)),)
             try:
-                response = handler(self, request, record, context)
+                response = handler(self, request, record)
                 context.set_trailing_metadata(trace)
                 return response
             except errors.GatewayError as exc:
@@ -140,11 +150,8 @@ def rpc(method: str) -> Callable[[Handler], Handler]:
                 context.abort_with_status(
                     _StatusAdapter(status.code, status.details, (*status.trailing_metadata, *trace))
                 )
+                raise  # abort_with_status raises; this keeps the type checker informed
             except Exception:
-                if context.code() is not None and context.code() != grpc.StatusCode.OK:
-                    # Aborted on purpose below us (e.g. the caller went away).
-                    record.code = context.code()
-                    raise
                 record.code, record.reason = grpc.StatusCode.INTERNAL, "INTERNAL"
                 log.exception("bug: unhandled error in %s (trace %s)", method, record.trace_id)
                 context.abort_with_status(
@@ -152,9 +159,10 @@ def rpc(method: str) -> Callable[[Handler], Handler]:
                         grpc.StatusCode.INTERNAL, f"internal error; trace id {record.trace_id}", trace
                     )
                 )
+                raise
             finally:
                 frame.finish(record)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorate

@@ -272,7 +272,7 @@ def _grant(values: list[str], where: str) -> Grant:
     return Grant(hashes=frozenset(hashes))
 
 
-def _ceiling(values: list[str], known: dict[int, str], where: str) -> frozenset[str]:
+def _ceiling(values: list[str], known: Mapping[Any, str], where: str) -> frozenset[str]:
     """Encord's scope strings ("label.read") or the proto enum names; "*" is every scope."""
     if WILDCARD in values:
         return frozenset(known.values())

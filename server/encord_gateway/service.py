@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import grpc
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 
 from encord_gateway import validation
 from encord_gateway.calls import CallRecord, RpcFrame, rpc
-from encord_gateway.keys import DatasetKey, KeyOperations, ProjectKey
+from encord_gateway.keys import CallScope, DatasetKey, KeyOperations, ProjectKey
 from encord_gateway.policy import Access, Gatekeeper, KeyIntent
 from encord_gateway.redaction import fingerprint
 from encord_gateway.scopes import (
@@ -29,7 +28,7 @@ def project_key_message(key: ProjectKey, *, reveal: bool = True) -> pb.ProjectAp
     return pb.ProjectApiKey(
         api_key=key.api_key if reveal else "",
         title=key.title,
-        scopes=[PROJECT_SCOPE_NUMBERS[s] for s in key.scopes],  # type: ignore[misc]
+        scopes=[PROJECT_SCOPE_NUMBERS[s] for s in key.scopes],
         project_hash=key.project_hash,
         fingerprint=fingerprint(key.api_key),
     )
@@ -41,7 +40,7 @@ def dataset_key_message(key: DatasetKey, *, reveal: bool = True) -> pb.DatasetAp
         api_key=key.api_key if reveal else "",
         title=key.title,
         key_hash=key.key_hash,
-        scopes=[DATASET_SCOPE_NUMBERS[s] for s in key.scopes],  # type: ignore[misc]
+        scopes=[DATASET_SCOPE_NUMBERS[s] for s in key.scopes],
         fingerprint=fingerprint(key.api_key),
     )
 
@@ -58,7 +57,7 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
 
     @rpc("CreateProjectApiKey")
     def CreateProjectApiKey(
-        self, request: pb.CreateProjectApiKeyRequest, record: CallRecord, context: grpc.ServicerContext
+        self, request: pb.CreateProjectApiKeyRequest, record: CallRecord
     ) -> pb.ProjectApiKey:
         record.resource_hash = request.project_hash
         checked = validation.key_request(
@@ -78,7 +77,7 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
 
     @rpc("ListProjectApiKeys")
     def ListProjectApiKeys(
-        self, request: pb.ListProjectApiKeysRequest, record: CallRecord, context: grpc.ServicerContext
+        self, request: pb.ListProjectApiKeysRequest, record: CallRecord
     ) -> pb.ListProjectApiKeysResponse:
         record.resource_hash = request.project_hash
         project_hash = validation.hash_only(request.project_hash, "project_hash")
@@ -91,7 +90,7 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
 
     @rpc("GetOrCreateProjectApiKey")
     def GetOrCreateProjectApiKey(
-        self, request: pb.GetOrCreateProjectApiKeyRequest, record: CallRecord, context: grpc.ServicerContext
+        self, request: pb.GetOrCreateProjectApiKeyRequest, record: CallRecord
     ) -> pb.ProjectApiKey:
         record.resource_hash = request.project_hash
         project_hash = validation.hash_only(request.project_hash, "project_hash")
@@ -111,7 +110,7 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
 
     @rpc("CreateDatasetApiKey")
     def CreateDatasetApiKey(
-        self, request: pb.CreateDatasetApiKeyRequest, record: CallRecord, context: grpc.ServicerContext
+        self, request: pb.CreateDatasetApiKeyRequest, record: CallRecord
     ) -> pb.DatasetApiKey:
         record.resource_hash = request.dataset_hash
         checked = validation.key_request(
@@ -131,7 +130,7 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
 
     @rpc("ListDatasetApiKeys")
     def ListDatasetApiKeys(
-        self, request: pb.ListDatasetApiKeysRequest, record: CallRecord, context: grpc.ServicerContext
+        self, request: pb.ListDatasetApiKeysRequest, record: CallRecord
     ) -> pb.ListDatasetApiKeysResponse:
         record.resource_hash = request.dataset_hash
         dataset_hash = validation.hash_only(request.dataset_hash, "dataset_hash")
@@ -144,7 +143,7 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
 
     @rpc("GetOrCreateDatasetApiKey")
     def GetOrCreateDatasetApiKey(
-        self, request: pb.GetOrCreateDatasetApiKeyRequest, record: CallRecord, context: grpc.ServicerContext
+        self, request: pb.GetOrCreateDatasetApiKeyRequest, record: CallRecord
     ) -> pb.DatasetApiKey:
         record.resource_hash = request.dataset_hash
         dataset_hash = validation.hash_only(request.dataset_hash, "dataset_hash")
@@ -156,19 +155,19 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
                 return pb.DatasetApiKey(
                     dataset_hash=dataset_hash,
                     title=intent.title,
-                    scopes=[DATASET_SCOPE_NUMBERS[s] for s in ALL_DATASET_SCOPES],  # type: ignore[misc]
+                    scopes=[DATASET_SCOPE_NUMBERS[s] for s in ALL_DATASET_SCOPES],
                 )
             key, created = self.operations.get_or_create_dataset_key(dataset_hash, _scope(record))
             minted.key(key.api_key, key.scopes, created=created)
         return dataset_key_message(key)
 
 
-def _scope(record: CallRecord):  # type: ignore[no-untyped-def]
-    assert record.scope is not None
+def _scope(record: CallRecord) -> CallScope:
+    assert record.scope is not None, "RpcFrame.begin sets the scope"
     return record.scope
 
 
-def _project_numbers(scopes: Iterable[str]) -> list[int]:
+def _project_numbers(scopes: Iterable[str]) -> list[pb.ApiKeyScope]:
     return [PROJECT_SCOPE_NUMBERS[s] for s in scopes]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from encord_gateway.errors import FieldViolation, InvalidRequest
 
@@ -55,7 +56,7 @@ def title(value: str, violations: list[FieldViolation]) -> str:
 
 
 def scopes(
-    values: Iterable[int], names: Mapping[int, str], violations: list[FieldViolation]
+    values: Iterable[int], names: Mapping[Any, str], violations: list[FieldViolation]
 ) -> tuple[str, ...]:
     """Encord scope strings for the enum numbers, duplicates removed, in first-seen order."""
     chosen: dict[str, None] = {}
@@ -74,7 +75,7 @@ def scopes(
 
 
 def key_request(
-    hash_value: str, hash_field: str, title_value: str, scope_values: Iterable[int], names: Mapping[int, str]
+    hash_value: str, hash_field: str, title_value: str, scope_values: Iterable[int], names: Mapping[Any, str]
 ) -> KeyRequest:
     violations: list[FieldViolation] = []
     request = KeyRequest(
