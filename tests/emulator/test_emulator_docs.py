@@ -18,7 +18,7 @@ from encord_gateway.emulator.store import Store
 from encord_gateway.emulator.verify import parse_openssh_public_key
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = (ROOT / "docs" / "emulator.md").read_text()
+DOC = (ROOT / "README.md").read_text()
 
 
 def test_every_flag_and_its_variable_is_documented() -> None:
