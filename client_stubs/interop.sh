@@ -33,7 +33,7 @@ step() {
   fi
 }
 # live COMMAND...: runs COMMAND (from the repo root) against a fresh emulator and gateway.
-live() { ENCORD_INTEROP_REQUIRED=1 "$py" -m encord_gateway.devstack -- "$@"; }
+live() { ENCORD_INTEROP_REQUIRED=1 "$py" -m encord_gateway.devstack --token -- "$@"; }
 
 passed=0
 for lang in $langs; do

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -151,6 +153,18 @@ def cli_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "encord_gateway", *args]
 
 
+def write_caller_config(path: Path, token: str, name: str = "devstack") -> None:
+    """A gateway config with one caller, holding `token`, allowed everything: the dev stack's caller."""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    path.write_text(
+        "[[callers]]\n"
+        f'name = "{name}"\n'
+        f'tokens = [{{ sha256 = "{digest}" }}]\n'
+        'methods = ["*"]\nprojects = ["*"]\ndatasets = ["*"]\n'
+        'project_scopes = ["*"]\ndataset_scopes = ["*"]\nreveal_keys = true\n'
+    )
+
+
 @dataclass
 class Stack:
     """A running emulator and gateway, with the files they were started from."""
@@ -160,15 +174,19 @@ class Stack:
     gateway: Service
     ssh_key_file: Path
     fixture_file: Path
+    token: str | None = None
 
     @property
     def env(self) -> dict[str, str]:
-        return {
+        env = {
             "ENCORD_GATEWAY_ADDRESS": self.gateway.address,
             "ENCORD_EMULATOR_URL": f"http://{self.emulator.address}",
             "ENCORD_DEMO_PROJECT": DEMO_PROJECT,
             "ENCORD_DEMO_DATASET": DEMO_DATASET,
         }
+        if self.token:
+            env["ENCORD_GATEWAY_TOKEN"] = self.token
+        return env
 
 
 @contextlib.contextmanager
@@ -180,14 +198,21 @@ def running_stack(
     gateway_env: dict[str, str] | None = None,
     projects: Sequence[str] = (DEMO_PROJECT,),
     datasets: Sequence[str] = (DEMO_DATASET,),
+    caller_token: str | None = None,
 ) -> Iterator[Stack]:
-    """Starts the emulator with a demo fixture and a fresh key, then the gateway against it."""
+    """Starts the emulator with a demo fixture and a fresh key, then the gateway against it.
+
+    With `caller_token`, the gateway accepts only that bearer token (one caller allowed everything).
+    """
     own_dir = workdir is None
     root = Path(tempfile.mkdtemp(prefix="encord-gateway-")) if workdir is None else workdir
     root.mkdir(parents=True, exist_ok=True)
     key_file = root / "gateway_ed25519"
     fixture = root / "fixture.toml"
     write_fixture(fixture, write_ssh_key(key_file), projects=projects, datasets=datasets)
+    if caller_token:
+        write_caller_config(root / "gateway.toml", caller_token)
+        gateway_args = [*gateway_args, "--config", str(root / "gateway.toml")]
     emulator = start_service(
         "emulator",
         cli_argv("emulator", "--listen", "127.0.0.1:0", "--fixture", str(fixture), *emulator_args),
@@ -210,7 +235,7 @@ def running_stack(
             log_path=root / "gateway.log",
         )
         try:
-            yield Stack(root, emulator, gateway, key_file, fixture)
+            yield Stack(root, emulator, gateway, key_file, fixture, caller_token)
         finally:
             gateway.stop()
     finally:
@@ -238,11 +263,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(with ENCORD_GATEWAY_ADDRESS, ENCORD_EMULATOR_URL, ENCORD_DEMO_PROJECT and ENCORD_DEMO_DATASET "
         "set); without COMMAND, print those variables and serve until interrupted.",
     )
+    parser.add_argument(
+        "--token",
+        action="store_true",
+        help="make the gateway require a bearer token (a fresh one, exported as ENCORD_GATEWAY_TOKEN)",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command to run, after --")
     args = parser.parse_args(argv)
     command = [c for c in args.command if c != "--"] if args.command else []
     stop_on_signals()
-    with running_stack() as stack:
+    with running_stack(caller_token=secrets.token_urlsafe(24) if args.token else None) as stack:
         if command:
             return subprocess.call(command, env={**os.environ, **stack.env})
         for name, value in stack.env.items():
