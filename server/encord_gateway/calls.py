@@ -83,8 +83,16 @@ def incoming_trace_id(metadata: Sequence[tuple[str, str | bytes]]) -> str:
 class RpcFrame:
     """Wraps servicer methods: each gets a CallRecord, and every GatewayError becomes a status."""
 
-    def __init__(self, default_deadline_s: float, observers: Sequence[CallObserver] = ()) -> None:
+    def __init__(
+        self,
+        default_deadline_s: float,
+        observers: Sequence[CallObserver] = (),
+        *,
+        max_deadline_s: float | None = None,
+    ) -> None:
         self.default_deadline_s = default_deadline_s
+        # A caller's hour-long deadline must not pin a worker thread to a hung upstream for an hour.
+        self.max_deadline_s = max(max_deadline_s or default_deadline_s, default_deadline_s)
         self.observers = list(observers)
 
     def begin(self, method: str, context: grpc.ServicerContext) -> CallRecord:
@@ -92,6 +100,7 @@ class RpcFrame:
         remaining = context.time_remaining()
         # grpc reports no deadline as None (or, on some versions, as a huge number).
         seconds = self.default_deadline_s if remaining is None or remaining > 1e8 else remaining
+        seconds = min(seconds, self.max_deadline_s)
         record = CallRecord(method=method, trace_id=trace_id, started=time.monotonic(), peer=context.peer())
         record.caller = CALLER.get()
         record.scope = CallScope(Deadline.after(seconds), trace_id)

@@ -92,6 +92,14 @@ OPTIONS: tuple[Option, ...] = (
         "SECONDS",
     ),
     Option(
+        "max_deadline",
+        "ENCORD_GATEWAY_MAX_DEADLINE",
+        float,
+        120.0,
+        "longest a call may take, whatever deadline the caller sets",
+        "SECONDS",
+    ),
+    Option(
         "grace_period",
         "ENCORD_GATEWAY_GRACE_PERIOD",
         float,
@@ -193,6 +201,7 @@ class Settings:
     config: str | None = None
     log_level: str = "info"
     default_deadline: float = 30.0
+    max_deadline: float = 120.0
     grace_period: float = 10.0
     workers: int = 64
     upstream_pool_size: int = 64
@@ -325,9 +334,11 @@ def validate(settings: Settings) -> None:
         )
     if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level must be debug, info, warning or error, not {settings.log_level!r}")
-    for name in ("default_deadline", "grace_period", "upstream_connect_timeout"):
+    for name in ("default_deadline", "max_deadline", "grace_period", "upstream_connect_timeout"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be more than 0 seconds")
+    if settings.max_deadline < settings.default_deadline:
+        raise ConfigError("max_deadline may not be shorter than default_deadline")
     for name in ("workers", "upstream_pool_size", "upstream_retries", "max_message_bytes"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")

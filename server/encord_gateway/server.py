@@ -131,7 +131,9 @@ class GatewayServer:
             on_attempt=on_attempt,
         )
         audit_observers: list[CallObserver] = [security.audit] if security and security.audit else []
-        self.frame = RpcFrame(settings.default_deadline, [*observers, *audit_observers])
+        self.frame = RpcFrame(
+            settings.default_deadline, [*observers, *audit_observers], max_deadline_s=settings.max_deadline
+        )
         if security is not None:
             # Innermost, wrapping the handler itself: the interceptors given (metrics' in-flight gauge)
             # see refused calls too, and nothing below it runs unauthenticated.

@@ -95,3 +95,34 @@ def test_retries_stop_at_the_deadline(stub: pb_grpc.ApiKeyServiceStub, admin: Em
         stub.ListProjectApiKeys(LIST, timeout=0.6)
     assert caught.value.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
     assert admin.requests_for("projectapikey", "GET") <= 2
+
+
+def test_a_long_caller_deadline_is_capped(stack: Stack, ssh_key_file: Path) -> None:
+    admin = EmulatorAdmin(stack.emulator.address)
+    admin.faults(latency_ms=5000)
+    gateway = start_service(
+        "gateway",
+        cli_argv(
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--encord-domain",
+            f"http://{stack.emulator.address}",
+            "--ssh-key-file",
+            str(stack.ssh_key_file),
+            "--default-deadline",
+            "0.5",
+            "--max-deadline",
+            "1",
+        ),
+    )
+    try:
+        with grpc.insecure_channel(gateway.address) as channel, pytest.raises(grpc.RpcError) as caught:
+            pb_grpc.ApiKeyServiceStub(channel).ListProjectApiKeys(LIST, timeout=60)
+    finally:
+        admin.clear_faults()
+        assert gateway.stop() == 0
+    # The gateway's own answer (it carries ErrorInfo), not the caller's 60 s running out.
+    error = decode(caught.value)
+    assert error.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert error.reason == "DEADLINE_EXCEEDED"
