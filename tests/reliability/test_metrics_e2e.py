@@ -44,7 +44,7 @@ def test_the_gateway_says_where_its_metrics_are(stack: ReliabilityStack) -> None
     address = metrics_address(stack.gateway)
     assert address is not None, (
         "no `metrics on HOST:PORT` line: --metrics-listen is not wired into serve.py "
-        "(see README.md, "Observing the gateway")"
+        "(see README.md, 'Observing the gateway')"
     )
     host, port = address.rsplit(":", 1)
     assert host == "127.0.0.1"
