@@ -19,7 +19,7 @@ help:
 $(STAMP): pyproject.toml client_stubs/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ./client_stubs/python -e '.[test,dev]'
+	$(PY) -m pip install --quiet -e ./client_stubs/python -e '.[test,dev,bench]'
 	touch $@
 
 venv: $(STAMP)

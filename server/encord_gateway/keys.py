@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,7 +95,9 @@ class KeyOperations:
 
     def list_project_keys(self, project_hash: str, scope: CallScope) -> list[ProjectKey]:
         answer = self._call(scope, PROJECT_KEY_TYPE, "GET", project_hash, None, retryable=True)
-        return [_project_key(item, project_hash, scope) for item in _list_answer(answer, "project keys", scope)]
+        return [
+            _project_key(item, project_hash, scope) for item in _list_answer(answer, "project keys", scope)
+        ]
 
     def get_or_create_project_key(self, project_hash: str, scope: CallScope) -> tuple[ProjectKey, bool]:
         lock = self._get_or_create.acquire(project_hash, scope.deadline, scope.trace_id)
@@ -111,14 +113,20 @@ class KeyOperations:
     # Datasets ---------------------------------------------------------------
 
     def create_dataset_key(self, request: KeyRequest, scope: CallScope) -> DatasetKey:
-        payload = {"dataset_hash": request.resource_hash, "title": request.title, "scopes": list(request.scopes)}
+        payload = {
+            "dataset_hash": request.resource_hash,
+            "title": request.title,
+            "scopes": list(request.scopes),
+        }
         answer = self._call(scope, DATASET_KEY_TYPE, "POST", None, payload, retryable=False)
         return _dataset_key(answer, request.resource_hash, scope)
 
     def list_dataset_keys(self, dataset_hash: str, scope: CallScope) -> list[DatasetKey]:
         payload = {"dataset_hash": dataset_hash}
         answer = self._call(scope, DATASET_KEY_TYPE, "GET", None, payload, retryable=True)
-        return [_dataset_key(item, dataset_hash, scope) for item in _list_answer(answer, "dataset keys", scope)]
+        return [
+            _dataset_key(item, dataset_hash, scope) for item in _list_answer(answer, "dataset keys", scope)
+        ]
 
     def get_or_create_dataset_key(self, dataset_hash: str, scope: CallScope) -> tuple[DatasetKey, bool]:
         lock = self._get_or_create.acquire(dataset_hash, scope.deadline, scope.trace_id)
@@ -152,7 +160,7 @@ def _list_answer(answer: Any, what: str, scope: CallScope) -> list[Any]:
     return answer
 
 
-def _scopes(value: Any, known: dict[str, int], scope: CallScope) -> tuple[str, ...]:
+def _scopes(value: Any, known: Mapping[str, object], scope: CallScope) -> tuple[str, ...]:
     """Scopes as a list or, as Encord sometimes sends them, a JSON-encoded list."""
     if isinstance(value, str):
         try:
@@ -177,7 +185,10 @@ def _fields(item: Any, names: Iterable[str], what: str, scope: CallScope) -> dic
 def _project_key(item: Any, project_hash: str, scope: CallScope) -> ProjectKey:
     fields = _fields(item, ("api_key", "title"), "a project key", scope)
     return ProjectKey(
-        fields["api_key"], fields["title"], _scopes(fields.get("scopes"), PROJECT_SCOPE_NUMBERS, scope), project_hash
+        fields["api_key"],
+        fields["title"],
+        _scopes(fields.get("scopes"), PROJECT_SCOPE_NUMBERS, scope),
+        project_hash,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,16 +55,16 @@ def load_signing_key(
     elif key_text:
         data = key_text.encode()
     else:
-        raise SigningKeyError(
-            "no SSH key: pass --ssh-key-file, or set ENCORD_SSH_KEY_FILE or ENCORD_SSH_KEY"
-        )
+        raise SigningKeyError("no SSH key: pass --ssh-key-file, or set ENCORD_SSH_KEY_FILE or ENCORD_SSH_KEY")
     password = passphrase.encode() if passphrase else None
     try:
         key = load_ssh_private_key(data, password)
     except TypeError:
         # cryptography says TypeError for "encrypted but no password" and the reverse.
         if password:
-            raise SigningKeyError(f"SSH key from {source} is not passphrase-protected; drop the passphrase") from None
+            raise SigningKeyError(
+                f"SSH key from {source} is not passphrase-protected; drop the passphrase"
+            ) from None
         raise SigningKeyError(
             f"SSH key from {source} is passphrase-protected: set ENCORD_SSH_KEY_PASSPHRASE "
             "or --ssh-key-passphrase-file"
@@ -98,8 +99,13 @@ class EncordSshAuth(requests.auth.AuthBase):
     header the caller set; this auth keeps it and fills one in if missing.
     """
 
-    def __init__(self, key: SigningKey) -> None:
+    def __init__(self, key: SigningKey, *, cache_size: int = 1024) -> None:
         self.key = key
+        # Ed25519 is deterministic, so the same body always gets the same header, and
+        # the gateway sends the same bodies again and again (a list is one body per
+        # resource). A bounded cache skips the signing for those; it holds nothing a
+        # wiretap of the calls would not see.
+        self._authorization = functools.lru_cache(maxsize=cache_size)(key.authorization)
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         body = request.body or b""
@@ -115,7 +121,7 @@ class EncordSshAuth(requests.auth.AuthBase):
                 ("Accept-Encoding", "gzip"),
                 ("ResourceType", ""),
                 ("ResourceID", ""),
-                ("Authorization", self.key.authorization(body)),
+                ("Authorization", self._authorization(body)),
                 ("User-Agent", USER_AGENT),
                 (TRACE_HEADER, trace),
                 ("Content-Length", str(len(body))),

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import random
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,6 +16,9 @@ from typing import Any
 
 import requests
 import requests.adapters
+import requests.utils
+from requests.structures import CaseInsensitiveDict
+from urllib3.util.ssl_ import create_urllib3_context
 
 from encord_gateway import errors
 from encord_gateway.logs import FIELDS
@@ -97,6 +102,49 @@ class UpstreamCall:
     outcome: CallOutcome = field(default_factory=CallOutcome)
 
 
+class _SharedTlsAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, with one TLS context, holding the CA bundle, for all of its connections.
+
+    Otherwise urllib3 makes a context for every new connection and loads the bundle
+    into it: for certifi's, about 30 ms of CPU and 0.5 to 1 MB each, so a pool of 64
+    connections to Encord holds tens of MB of certificates. The shared context is
+    made as urllib3 makes its own, and trusts what requests would have loaded.
+    """
+
+    def __init__(self, *, verify: bool | str, **kwargs: Any) -> None:
+        self._ssl_context = _verifying_context(verify)
+        super().__init__(**kwargs)
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        if self._ssl_context is not None:
+            pool_kwargs.setdefault("ssl_context", self._ssl_context)
+        super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
+        if self._ssl_context is not None and verify:
+            # The shared context holds the bundle already: no loading it again per connection.
+            conn.ca_certs = conn.ca_cert_dir = None
+
+
+def _verifying_context(verify: bool | str) -> ssl.SSLContext | None:
+    """A context that trusts `verify` (a bundle file or directory) or requests' default bundle."""
+    if not verify:
+        return None  # no verification: urllib3's own per-connection context (CERT_NONE) it is
+    location = verify if isinstance(verify, str) else requests.adapters.DEFAULT_CA_BUNDLE_PATH
+    context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+    try:
+        if os.path.isdir(location):
+            context.load_verify_locations(capath=location)
+        else:
+            context.load_verify_locations(cafile=location)
+    except OSError:
+        return None  # requests reports an unusable bundle on each call, as it always has
+    return context
+
+
 class EncordClient:
     """Sends signed calls to `{domain}/public/user` and returns the envelope's `response` value."""
 
@@ -119,19 +167,24 @@ class EncordClient:
         self._on_attempt = on_attempt
         self._auth = EncordSshAuth(key)
         self._verify = verify
-        # One session, one bounded pool: keep-alive connections are reused across
-        # calls and threads (the SDK opens a new connection for every call).
-        # Retries are ours, not urllib3's, so that creates are never repeated.
-        self._session = requests.Session()
-        self._session.headers.clear()
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=1, pool_maxsize=pool_size, max_retries=0, pool_block=False
+        # One bounded pool: keep-alive connections are reused across calls and
+        # threads (the SDK opens a new connection for every call). Retries are
+        # ours, not urllib3's, so that creates are never repeated.
+        self._adapter = _SharedTlsAdapter(
+            verify=verify, pool_connections=1, pool_maxsize=pool_size, max_retries=0, pool_block=False
         )
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        # Every call goes to the same URL, so what requests would work out per call
+        # is worked out once: the normalised URL, and the proxies from the
+        # environment (HTTPS_PROXY, NO_PROXY), which Session.send looks up on every
+        # call by scanning all of os.environ. Calls then go straight to the adapter:
+        # no session hooks, cookies or redirects, none of which Encord calls use.
+        template = requests.Request("POST", self.url).prepare()
+        assert template.url is not None
+        self._prepared_url: str = template.url
+        self._proxies = requests.utils.resolve_proxies(template, {}, trust_env=True)
 
     def close(self) -> None:
-        self._session.close()
+        self._adapter.close()
 
     def call(self, call: UpstreamCall) -> Any:
         attempt = 0
@@ -156,23 +209,28 @@ class EncordClient:
             raise errors.UpstreamDeadlineExceeded(
                 "the deadline ran out before Encord answered", trace_id=call.trace_id
             )
-        body = encode_body(call.query_type, call.query_method, call.uid, call.payload)
-        request = requests.Request(
-            "POST", self.url, data=body, headers={TRACE_HEADER: trace_header(call.trace_id)}, auth=self._auth
-        ).prepare()
+        request = requests.PreparedRequest()
+        request.method = "POST"
+        request.url = self._prepared_url
+        request.body = encode_body(call.query_type, call.query_method, call.uid, call.payload)
+        request.headers = CaseInsensitiveDict({TRACE_HEADER: trace_header(call.trace_id)})
+        request = self._auth(request)
         started = time.monotonic()
         outcome = "ok"
         try:
             with self._mapped_transport_errors(call):
                 # requests' timeouts bound each socket operation; the read timeout is
                 # what is left of the caller's deadline, so nothing waits past it.
-                response = self._session.send(
+                response = self._adapter.send(
                     request,
                     timeout=(min(self.connect_timeout_s, remaining), remaining),
                     verify=self._verify,
-                    allow_redirects=False,
+                    proxies=self._proxies,
                 )
-            return self._unwrap(response, call)
+                # Read the body here, as Session.send would: a connection lost mid-body
+                # is a transport error too.
+                content = response.content
+            return self._unwrap(response.status_code, content, call)
         except errors.GatewayError as exc:
             outcome = exc.reason
             raise
@@ -181,10 +239,17 @@ class EncordClient:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
                     "upstream attempt",
-                    extra={FIELDS: {"query_type": call.query_type, "query_method": call.query_method,
-                                    "attempt": call.outcome.attempts, "http_status": call.outcome.http_status,
-                                    "outcome": outcome, "duration_ms": round(elapsed * 1000, 2),
-                                    "trace_id": call.trace_id}},
+                    extra={
+                        FIELDS: {
+                            "query_type": call.query_type,
+                            "query_method": call.query_method,
+                            "attempt": call.outcome.attempts,
+                            "http_status": call.outcome.http_status,
+                            "outcome": outcome,
+                            "duration_ms": round(elapsed * 1000, 2),
+                            "trace_id": call.trace_id,
+                        }
+                    },
                 )
             if self._on_attempt:
                 self._on_attempt(call, elapsed, outcome)
@@ -213,9 +278,8 @@ class EncordClient:
                 f"the request to Encord failed ({type(exc).__name__})", trace_id=call.trace_id
             ) from exc
 
-    def _unwrap(self, response: requests.Response, call: UpstreamCall) -> Any:
+    def _unwrap(self, status: int, content: bytes, call: UpstreamCall) -> Any:
         """Encord's envelope: success is decided by the JSON `status`, never the status line."""
-        status = response.status_code
         call.outcome.http_status = status
         # A 429 or a gateway-class 5xx comes from whatever fronts Encord, not from
         # Encord's application: its body, if any, is not an answer to the call.
@@ -226,7 +290,8 @@ class EncordClient:
                 f"Encord answered HTTP {status}", reason="UPSTREAM_HTTP_ERROR", trace_id=call.trace_id
             )
         try:
-            envelope = response.json()
+            # json.loads detects UTF-8/16/32 from the bytes, as Response.json() does.
+            envelope = json.loads(content)
         except ValueError:
             envelope = None
         if not isinstance(envelope, dict) or "status" not in envelope:
