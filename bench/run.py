@@ -502,7 +502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         log(problem)
     else:
-        result["png"] = str(png)
+        # Named relative to the JSON when it sits next to it, so that the results can move together.
+        result["png"] = png.name if png.parent.resolve() == args.out.parent.resolve() else str(png)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
 

@@ -109,6 +109,14 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("workers", "ENCORD_GATEWAY_WORKERS", int, 64, "calls served at once (threads)", "N"),
     Option(
+        "cpus",
+        "ENCORD_GATEWAY_CPUS",
+        str,
+        None,
+        "run on these CPUs only (e.g. 1 or 0-1); on one CPU the threads pass the GIL without crossing cores",
+        "LIST",
+    ),
+    Option(
         "upstream_pool_size",
         "ENCORD_GATEWAY_UPSTREAM_POOL_SIZE",
         int,
@@ -204,6 +212,7 @@ class Settings:
     max_deadline: float = 120.0
     grace_period: float = 10.0
     workers: int = 64
+    cpus: str | None = None
     upstream_pool_size: int = 64
     upstream_connect_timeout: float = 5.0
     upstream_retries: int = 4
@@ -324,6 +333,20 @@ def split_host_port(address: str, what: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def parse_cpus(text: str) -> set[int]:
+    """CPU numbers from `1`, `0,2` or `0-3`."""
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            cpus.update(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise ConfigError(f"cpus must be like 1, 0,2 or 0-3, not {text!r}") from None
+    if not cpus:
+        raise ConfigError(f"cpus names no CPU: {text!r}")
+    return cpus
+
+
 def validate(settings: Settings) -> None:
     split_host_port(settings.listen, "listen")
     if settings.metrics_listen:
@@ -348,6 +371,11 @@ def validate(settings: Settings) -> None:
         raise ConfigError("tls_cert and tls_key go together: give both or neither")
     if settings.client_ca and not settings.tls_cert:
         raise ConfigError("client_ca (mutual TLS) needs tls_cert and tls_key")
+    if settings.encord_ca_file and not Path(settings.encord_ca_file).exists():
+        # requests would find out only when it sends: every call would fail.
+        raise ConfigError(f"encord_ca_file {settings.encord_ca_file} does not exist")
+    if settings.cpus:
+        parse_cpus(settings.cpus)
 
 
 def option_names() -> list[str]:

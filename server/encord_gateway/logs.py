@@ -10,6 +10,8 @@ from typing import Any
 
 # Fields attached with `extra={"fields": {...}}` are merged into the JSON line.
 FIELDS = "fields"
+# One encoder for every line: json.dumps with non-default options builds a new one per call.
+_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,7 +28,7 @@ class JsonFormatter(logging.Formatter):
             # Exception texts are the gateway's own (GatewayError never holds a
             # secret); tracebacks of bugs go out so that they can be fixed.
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
+        return _encode(line)
 
 
 def configure(level: str = "info") -> None:

@@ -63,6 +63,12 @@ def run(args: argparse.Namespace) -> int:
     except config.ConfigError as exc:
         return fail(str(exc))
     logs.configure(settings.log_level)
+    if settings.cpus:
+        try:
+            # Before any thread starts: threads inherit the affinity.
+            os.sched_setaffinity(0, config.parse_cpus(settings.cpus))
+        except OSError as exc:
+            return fail(f"cannot run on CPUs {settings.cpus}: {exc.strerror}")
     try:
         security = Security.from_settings(settings)
     except config.ConfigError as exc:

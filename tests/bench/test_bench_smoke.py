@@ -104,6 +104,5 @@ def test_table_and_chart(quick_run: tuple[dict[str, Any], str, Path]) -> None:
     assert "== emulator over HTTPS" in stdout
     assert "gateway-py" in stdout
     if result["png"] is not None:  # drawn when matplotlib is installed
-        png = Path(result["png"])
-        assert png.parent == out.parent
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert result["png"] == "latest.png"  # next to the JSON
+        assert (out.parent / result["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

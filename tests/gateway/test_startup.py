@@ -168,3 +168,17 @@ def test_help_documents_every_flag() -> None:
     for flag in ("--listen", "--encord-domain", "--ssh-key-file", "--config", "ENCORD_GATEWAY_LISTEN"):
         assert flag in result.stdout
     assert sys.executable
+
+
+def test_missing_encord_ca_file_is_refused(ssh_key_file: Path, key_dir: Path) -> None:
+    result = run_serve("--ssh-key-file", str(ssh_key_file), "--encord-ca-file", str(key_dir / "no-ca.pem"))
+    assert_refused(result, "encord_ca_file", "does not exist")
+
+
+def test_bad_cpu_list_is_refused(ssh_key_file: Path) -> None:
+    assert_refused(run_serve("--ssh-key-file", str(ssh_key_file), "--cpus", "first"), "cpus must be like")
+
+
+def test_pinned_to_one_cpu(ssh_key_file: Path) -> None:
+    output = _serves(["--ssh-key-file", str(ssh_key_file), "--cpus", "0"], {})
+    assert "listening on" in output
