@@ -153,6 +153,26 @@ def cli_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "encord_gateway", *args]
 
 
+def start_gateway(
+    encord_domain: str,
+    ssh_key_file: Path | str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+) -> Service:
+    """`encord-gateway serve` on a free loopback port against `encord_domain`, signing with the key file."""
+    argv = cli_argv(
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--encord-domain",
+        encord_domain,
+        "--ssh-key-file",
+        str(ssh_key_file),
+    )
+    return start_service("gateway", [*argv, *args], env=env, log_path=log_path)
+
+
 def write_caller_config(path: Path, token: str, name: str = "devstack") -> None:
     """A gateway config with one caller, holding `token`, allowed everything: the dev stack's caller."""
     digest = hashlib.sha256(token.encode()).hexdigest()
@@ -219,18 +239,10 @@ def running_stack(
         log_path=root / "emulator.log",
     )
     try:
-        gateway = start_service(
-            "gateway",
-            cli_argv(
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--encord-domain",
-                f"http://{emulator.address}",
-                "--ssh-key-file",
-                str(key_file),
-                *gateway_args,
-            ),
+        gateway = start_gateway(
+            f"http://{emulator.address}",
+            key_file,
+            *gateway_args,
             env=gateway_env,
             log_path=root / "gateway.log",
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from encord_gateway.devstack import DEMO_PROJECT, Stack, cli_argv, start_service
+from encord_gateway.devstack import DEMO_PROJECT, Stack, start_gateway
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from support.emulator import EmulatorAdmin
@@ -66,18 +66,7 @@ def test_creates_are_never_sent_twice(stub: pb_grpc.ApiKeyServiceStub, admin: Em
 def test_a_list_succeeds_through_transient_failures(ssh_key_file: Path) -> None:
     answers = iter([(503, b"busy"), (502, b"bad gateway"), (200, envelope([]))])
     with recording_server(lambda query: next(answers)) as (url, seen):
-        gateway = start_service(
-            "gateway",
-            cli_argv(
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--encord-domain",
-                url,
-                "--ssh-key-file",
-                str(ssh_key_file),
-            ),
-        )
+        gateway = start_gateway(url, ssh_key_file)
         try:
             with grpc.insecure_channel(gateway.address) as channel:
                 answer = pb_grpc.ApiKeyServiceStub(channel).ListProjectApiKeys(LIST, timeout=20)
@@ -100,21 +89,13 @@ def test_retries_stop_at_the_deadline(stub: pb_grpc.ApiKeyServiceStub, admin: Em
 def test_a_long_caller_deadline_is_capped(stack: Stack, ssh_key_file: Path) -> None:
     admin = EmulatorAdmin(stack.emulator.address)
     admin.faults(latency_ms=5000)
-    gateway = start_service(
-        "gateway",
-        cli_argv(
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--encord-domain",
-            f"http://{stack.emulator.address}",
-            "--ssh-key-file",
-            str(stack.ssh_key_file),
-            "--default-deadline",
-            "0.5",
-            "--max-deadline",
-            "1",
-        ),
+    gateway = start_gateway(
+        f"http://{stack.emulator.address}",
+        stack.ssh_key_file,
+        "--default-deadline",
+        "0.5",
+        "--max-deadline",
+        "1",
     )
     try:
         with grpc.insecure_channel(gateway.address) as channel, pytest.raises(grpc.RpcError) as caught:

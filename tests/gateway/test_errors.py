@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from encord_gateway.devstack import DEMO_PROJECT, Stack, cli_argv, start_service, write_ssh_key
+from encord_gateway.devstack import DEMO_PROJECT, Stack, start_gateway, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from support.emulator import EmulatorAdmin
@@ -108,18 +108,7 @@ def test_refused_connection_is_unavailable(ssh_key_file: object) -> None:
     with socket.socket() as placeholder:
         placeholder.bind(("127.0.0.1", 0))
         closed_port = placeholder.getsockname()[1]
-    gateway = start_service(
-        "gateway",
-        cli_argv(
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--encord-domain",
-            f"http://127.0.0.1:{closed_port}",
-            "--ssh-key-file",
-            str(ssh_key_file),
-        ),
-    )
+    gateway = start_gateway(f"http://127.0.0.1:{closed_port}", ssh_key_file)
     try:
         with grpc.insecure_channel(gateway.address) as channel, pytest.raises(grpc.RpcError) as caught:
             pb_grpc.ApiKeyServiceStub(channel).CreateProjectApiKey(CREATE, timeout=10)
@@ -135,18 +124,7 @@ def test_unregistered_signing_key_is_failed_precondition(stack: Stack, tmp_path:
 
     stranger = Path(str(tmp_path)) / "stranger_ed25519"
     write_ssh_key(stranger)
-    gateway = start_service(
-        "gateway",
-        cli_argv(
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--encord-domain",
-            f"http://{stack.emulator.address}",
-            "--ssh-key-file",
-            str(stranger),
-        ),
-    )
+    gateway = start_gateway(f"http://{stack.emulator.address}", stranger)
     try:
         with grpc.insecure_channel(gateway.address) as channel, pytest.raises(grpc.RpcError) as caught:
             pb_grpc.ApiKeyServiceStub(channel).ListProjectApiKeys(LIST, timeout=10)

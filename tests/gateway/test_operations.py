@@ -11,7 +11,13 @@ from typing import Any
 
 import grpc
 import pytest
-from encord_gateway.devstack import DEMO_DATASET, DEMO_PROJECT, Stack, cli_argv, running_stack, start_service
+from encord_gateway.devstack import (
+    DEMO_DATASET,
+    DEMO_PROJECT,
+    Stack,
+    running_stack,
+    start_gateway,
+)
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -59,20 +65,7 @@ def watch_until(channel: grpc.Channel, wanted: int, timeout: float = 15) -> bool
 
 def test_readiness_probe_follows_the_upstream(ssh_key_file: Path) -> None:
     with recording_server(lambda query: (200, envelope([]))) as (url, _):
-        gateway = start_service(
-            "gateway",
-            cli_argv(
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--encord-domain",
-                url,
-                "--ssh-key-file",
-                str(ssh_key_file),
-                "--readiness-probe-interval",
-                "0.1",
-            ),
-        )
+        gateway = start_gateway(url, ssh_key_file, "--readiness-probe-interval", "0.1")
         with grpc.insecure_channel(gateway.address) as channel:
             assert watch_until(channel, SERVING)
     # The recorder is gone: the probe must notice.
@@ -92,20 +85,7 @@ def test_sigterm_lets_an_in_flight_call_finish(ssh_key_file: Path) -> None:
         return 200, envelope([])
 
     with recording_server(slow) as (url, _):
-        gateway = start_service(
-            "gateway",
-            cli_argv(
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--encord-domain",
-                url,
-                "--ssh-key-file",
-                str(ssh_key_file),
-                "--grace-period",
-                "15",
-            ),
-        )
+        gateway = start_gateway(url, ssh_key_file, "--grace-period", "15")
         with grpc.insecure_channel(gateway.address) as channel:
             in_flight = pb_grpc.ApiKeyServiceStub(channel).ListProjectApiKeys.future(LIST, timeout=30)
             assert arrived.wait(10)

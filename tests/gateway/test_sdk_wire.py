@@ -11,7 +11,7 @@ import pytest
 from encord.orm.dataset import DatasetScope
 from encord.user_client import EncordUserClient
 from encord.utilities.client_utilities import APIKeyScopes
-from encord_gateway.devstack import cli_argv, start_service
+from encord_gateway.devstack import start_gateway
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from support.recorder import Recorded, envelope, recording_server
@@ -101,10 +101,7 @@ def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def gateway_stub(recorder: tuple[str, list[Recorded]], key_file: Path) -> Iterator[pb_grpc.ApiKeyServiceStub]:
     url, _ = recorder
-    gateway = start_service(
-        "gateway",
-        cli_argv("serve", "--listen", "127.0.0.1:0", "--encord-domain", url, "--ssh-key-file", str(key_file)),
-    )
+    gateway = start_gateway(url, key_file)
     try:
         with grpc.insecure_channel(gateway.address) as channel:
             yield pb_grpc.ApiKeyServiceStub(channel)

@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 import pytest
-from encord_gateway.devstack import cli_argv, start_service, write_ssh_key
+from encord_gateway.devstack import start_gateway, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2
@@ -27,10 +27,7 @@ def stub(
     key: Path = tmp_path_factory.mktemp("validation") / "id_ed25519"
     write_ssh_key(key)
     with recording_server(lambda query: (200, envelope([]))) as (url, seen):
-        gateway = start_service(
-            "gateway",
-            cli_argv("serve", "--listen", "127.0.0.1:0", "--encord-domain", url, "--ssh-key-file", str(key)),
-        )
+        gateway = start_gateway(url, key)
         try:
             with grpc.insecure_channel(gateway.address) as channel:
                 yield pb_grpc.ApiKeyServiceStub(channel), seen
