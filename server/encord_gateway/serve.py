@@ -15,6 +15,7 @@ from encord_gateway.metrics import GatewayMetrics
 from encord_gateway.policy import Policy
 from encord_gateway.server import GatewayServer, Security, exposure, is_loopback
 from encord_gateway.signing import SigningKeyError, load_signing_key
+from encord_gateway.upstream import UpstreamSetupError
 
 log = logging.getLogger("encord_gateway.serve")
 
@@ -91,14 +92,17 @@ def run(args: argparse.Namespace) -> int:
     except SigningKeyError as exc:
         return fail(str(exc))
     metrics = GatewayMetrics() if settings.metrics_listen else None
-    server = GatewayServer(
-        settings,
-        key,
-        security=security,
-        observers=[metrics] if metrics else [],
-        interceptors=[metrics.interceptor()] if metrics else [],
-        on_attempt=metrics.upstream_attempt if metrics else None,
-    )
+    try:
+        server = GatewayServer(
+            settings,
+            key,
+            security=security,
+            observers=[metrics] if metrics else [],
+            interceptors=[metrics.interceptor()] if metrics else [],
+            on_attempt=metrics.upstream_attempt if metrics else None,
+        )
+    except UpstreamSetupError as exc:
+        return fail(str(exc))
     if metrics is not None and settings.metrics_listen:
         try:
             # Printed before `listening on`, so it is in the output once the gateway is up.

@@ -1,4 +1,4 @@
-"""Encord's v1 request signing: the gateway's Ed25519 SSH key, and the requests auth that signs each body."""
+"""Encord's v1 request signing: the gateway's Ed25519 SSH key, and the signed headers of each body."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_ssh_private_key
-from requests.structures import CaseInsensitiveDict
 
 from encord_gateway import __version__
 
@@ -92,39 +90,30 @@ def _key_kind(key: object) -> str:
 USER_AGENT = f"encord-gateway/{__version__} (+encord-sdk-compatible; v1 signing)"
 
 
-class EncordSshAuth(requests.auth.AuthBase):
-    """Signs a prepared request's body and sets the SDK's headers, in the SDK's order.
+class RequestSigner:
+    """The SDK's headers for a request body, in the SDK's order, with the body's signature.
 
-    The trace context travels on the request as the `X-Cloud-Trace-Context`
-    header the caller set; this auth keeps it and fills one in if missing.
+    Ed25519 is deterministic, so the same body always gets the same header, and the
+    gateway sends the same bodies again and again (a list is one body per resource).
+    A bounded cache skips the signing for those; it holds nothing a wiretap of the
+    calls would not see.
     """
 
     def __init__(self, key: SigningKey, *, cache_size: int = 1024) -> None:
         self.key = key
-        # Ed25519 is deterministic, so the same body always gets the same header, and
-        # the gateway sends the same bodies again and again (a list is one body per
-        # resource). A bounded cache skips the signing for those; it holds nothing a
-        # wiretap of the calls would not see.
         self._authorization = functools.lru_cache(maxsize=cache_size)(key.authorization)
 
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        body = request.body or b""
-        if isinstance(body, str):
-            body = body.encode()
-        trace = request.headers.get(TRACE_HEADER, "")
+    def headers(self, body: bytes, trace: str) -> list[tuple[str, str]]:
         # Same names and order as encord.configs.SshConfig.define_headers; the body
         # length goes last, as requests adds it after the SDK's headers.
-        request.headers = CaseInsensitiveDict(
-            [
-                ("Accept", "application/json"),
-                ("Content-Type", "application/json"),
-                ("Accept-Encoding", "gzip"),
-                ("ResourceType", ""),
-                ("ResourceID", ""),
-                ("Authorization", self._authorization(body)),
-                ("User-Agent", USER_AGENT),
-                (TRACE_HEADER, trace),
-                ("Content-Length", str(len(body))),
-            ]
-        )
-        return request
+        return [
+            ("Accept", "application/json"),
+            ("Content-Type", "application/json"),
+            ("Accept-Encoding", "gzip"),
+            ("ResourceType", ""),
+            ("ResourceID", ""),
+            ("Authorization", self._authorization(body)),
+            ("User-Agent", USER_AGENT),
+            (TRACE_HEADER, trace),
+            ("Content-Length", str(len(body))),
+        ]

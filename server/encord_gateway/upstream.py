@@ -1,4 +1,4 @@
-"""The Encord HTTP client: signed JSON calls over pooled keep-alive connections, errors made typed."""
+"""The Encord client: signed JSON calls over pooled keep-alive connections, retries, errors made typed."""
 
 from __future__ import annotations
 
@@ -14,15 +14,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-import requests.adapters
+import certifi
 import requests.utils
-from requests.structures import CaseInsensitiveDict
-from urllib3.util.ssl_ import create_urllib3_context
 
-from encord_gateway import errors
+from encord_gateway import errors, http1
 from encord_gateway.logs import FIELDS
-from encord_gateway.signing import TRACE_HEADER, EncordSshAuth, SigningKey
+from encord_gateway.signing import RequestSigner, SigningKey
 
 log = logging.getLogger(__name__)
 
@@ -102,47 +99,37 @@ class UpstreamCall:
     outcome: CallOutcome = field(default_factory=CallOutcome)
 
 
-class _SharedTlsAdapter(requests.adapters.HTTPAdapter):
-    """requests' adapter, with one TLS context, holding the CA bundle, for all of its connections.
+class UpstreamSetupError(Exception):
+    """The way to Encord cannot be set up (a CA bundle that does not load, an unusable proxy)."""
 
-    Otherwise urllib3 makes a context for every new connection and loads the bundle
-    into it: for certifi's, about 30 ms of CPU and 0.5 to 1 MB each, so a pool of 64
-    connections to Encord holds tens of MB of certificates. The shared context is
-    made as urllib3 makes its own, and trusts what requests would have loaded.
+
+def verifying_context(verify: bool | str) -> ssl.SSLContext:
+    """A TLS context that trusts `verify` (a bundle file or a directory) or, for True, certifi's roots.
+
+    One context, with the bundle loaded once, serves every connection: loading
+    certifi's bundle costs about 30 ms of CPU and 0.5 to 1 MB per context.
     """
-
-    def __init__(self, *, verify: bool | str, **kwargs: Any) -> None:
-        self._ssl_context = _verifying_context(verify)
-        super().__init__(**kwargs)
-
-    def init_poolmanager(
-        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
-    ) -> None:
-        if self._ssl_context is not None:
-            pool_kwargs.setdefault("ssl_context", self._ssl_context)
-        super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
-        if self._ssl_context is not None and verify:
-            # The shared context holds the bundle already: no loading it again per connection.
-            conn.ca_certs = conn.ca_cert_dir = None
-
-
-def _verifying_context(verify: bool | str) -> ssl.SSLContext | None:
-    """A context that trusts `verify` (a bundle file or directory) or requests' default bundle."""
-    if not verify:
-        return None  # no verification: urllib3's own per-connection context (CERT_NONE) it is
-    location = verify if isinstance(verify, str) else requests.adapters.DEFAULT_CA_BUNDLE_PATH
-    context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+    location = verify if isinstance(verify, str) else certifi.where()
     try:
         if os.path.isdir(location):
-            context.load_verify_locations(capath=location)
-        else:
-            context.load_verify_locations(cafile=location)
-    except OSError:
-        return None  # requests reports an unusable bundle on each call, as it always has
-    return context
+            return ssl.create_default_context(capath=location)
+        return ssl.create_default_context(cafile=location)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise UpstreamSetupError(f"cannot load the CA bundle {location}: {exc}") from exc
+
+
+def proxy_for(url: str) -> http1.Proxy | None:
+    """The proxy the environment names for `url` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY)."""
+    proxies = requests.utils.get_environ_proxies(url)
+    scheme = url.split(":", 1)[0]
+    chosen = proxies.get(scheme) or proxies.get("all")
+    if not chosen:
+        return None
+    try:
+        return http1.Proxy.of(chosen)
+    except ValueError as exc:
+        # Not the URL itself in the message: a proxy URL may carry a password.
+        raise UpstreamSetupError(f"the {scheme} proxy set in the environment is unusable: {exc}") from exc
 
 
 class EncordClient:
@@ -165,26 +152,25 @@ class EncordClient:
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._on_attempt = on_attempt
-        self._auth = EncordSshAuth(key)
+        self._signer = RequestSigner(key)
         self._verify = verify
         # One bounded pool: keep-alive connections are reused across calls and
-        # threads (the SDK opens a new connection for every call). Retries are
-        # ours, not urllib3's, so that creates are never repeated.
-        self._adapter = _SharedTlsAdapter(
-            verify=verify, pool_connections=1, pool_maxsize=pool_size, max_retries=0, pool_block=False
+        # threads (the SDK opens a new connection for every call). The transport
+        # never repeats a request; retries are decided here, so that creates are
+        # never repeated. The environment's proxy is read once, at start-up.
+        # A CA bundle given is loaded even for an http:// domain: a broken one is refused at start.
+        tls = self.url.startswith("https:")
+        context = verifying_context(verify) if tls or isinstance(verify, str) else None
+        self._transport = http1.Http1Client(
+            self.url,
+            ssl_context=context if tls else None,
+            max_idle=pool_size,
+            connect_timeout_s=connect_timeout_s,
+            proxy=proxy_for(self.url),
         )
-        # Every call goes to the same URL, so what requests would work out per call
-        # is worked out once: the normalised URL, and the proxies from the
-        # environment (HTTPS_PROXY, NO_PROXY), which Session.send looks up on every
-        # call by scanning all of os.environ. Calls then go straight to the adapter:
-        # no session hooks, cookies or redirects, none of which Encord calls use.
-        template = requests.Request("POST", self.url).prepare()
-        assert template.url is not None
-        self._prepared_url: str = template.url
-        self._proxies = requests.utils.resolve_proxies(template, {}, trust_env=True)
 
     def close(self) -> None:
-        self._adapter.close()
+        self._transport.close()
 
     def call(self, call: UpstreamCall) -> Any:
         attempt = 0
@@ -209,28 +195,14 @@ class EncordClient:
             raise errors.UpstreamDeadlineExceeded(
                 "the deadline ran out before Encord answered", trace_id=call.trace_id
             )
-        request = requests.PreparedRequest()
-        request.method = "POST"
-        request.url = self._prepared_url
-        request.body = encode_body(call.query_type, call.query_method, call.uid, call.payload)
-        request.headers = CaseInsensitiveDict({TRACE_HEADER: trace_header(call.trace_id)})
-        request = self._auth(request)
+        body = encode_body(call.query_type, call.query_method, call.uid, call.payload)
+        headers = self._signer.headers(body, trace_header(call.trace_id))
         started = time.monotonic()
         outcome = "ok"
         try:
             with self._mapped_transport_errors(call):
-                # requests' timeouts bound each socket operation; the read timeout is
-                # what is left of the caller's deadline, so nothing waits past it.
-                response = self._adapter.send(
-                    request,
-                    timeout=(min(self.connect_timeout_s, remaining), remaining),
-                    verify=self._verify,
-                    proxies=self._proxies,
-                )
-                # Read the body here, as Session.send would: a connection lost mid-body
-                # is a transport error too.
-                content = response.content
-            return self._unwrap(response.status_code, content, call)
+                response = self._transport.post(headers, body, call.deadline.at)
+            return self._unwrap(response.status, response.body, call)
         except errors.GatewayError as exc:
             outcome = exc.reason
             raise
@@ -256,10 +228,10 @@ class EncordClient:
 
     @contextlib.contextmanager
     def _mapped_transport_errors(self, call: UpstreamCall) -> Iterator[None]:
-        """The one place where requests' exceptions become the gateway's."""
+        """The one place where the transport's exceptions become the gateway's."""
         try:
             yield
-        except requests.Timeout as exc:
+        except http1.ExchangeTimeout as exc:
             if call.deadline.remaining() <= MIN_ATTEMPT_S:
                 raise errors.UpstreamDeadlineExceeded(
                     "the deadline ran out before Encord answered", trace_id=call.trace_id
@@ -267,15 +239,17 @@ class EncordClient:
             raise errors.UpstreamUnavailable(
                 "Encord did not answer in time", reason="UPSTREAM_TIMEOUT", trace_id=call.trace_id
             ) from exc
-        except requests.ConnectionError as exc:
+        except (http1.ConnectFailed, http1.ConnectionLost) as exc:
             raise errors.UpstreamUnavailable(
                 "cannot reach Encord: the connection was refused or dropped",
                 reason="UPSTREAM_CONNECTION_ERROR",
                 trace_id=call.trace_id,
             ) from exc
-        except requests.RequestException as exc:
+        except http1.MalformedResponse as exc:
             raise errors.UpstreamUnavailable(
-                f"the request to Encord failed ({type(exc).__name__})", trace_id=call.trace_id
+                "Encord's answer was not readable HTTP",
+                reason="UPSTREAM_BAD_RESPONSE",
+                trace_id=call.trace_id,
             ) from exc
 
     def _unwrap(self, status: int, content: bytes, call: UpstreamCall) -> Any:

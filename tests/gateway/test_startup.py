@@ -175,6 +175,23 @@ def test_missing_encord_ca_file_is_refused(ssh_key_file: Path, key_dir: Path) ->
     assert_refused(result, "encord_ca_file", "does not exist")
 
 
+def test_unloadable_encord_ca_file_is_refused(ssh_key_file: Path, key_dir: Path) -> None:
+    bundle = key_dir / "not-a-bundle.pem"
+    bundle.write_text("this is not a certificate\n")
+    result = run_serve("--ssh-key-file", str(ssh_key_file), "--encord-ca-file", str(bundle))
+    assert_refused(result, "cannot load the CA bundle", str(bundle))
+
+
+def test_unusable_proxy_is_refused_without_showing_its_password(ssh_key_file: Path) -> None:
+    # An https:// proxy URL (TLS to the proxy itself) is not supported: refused at start, not per call.
+    env = {"HTTPS_PROXY": "https://user:s3cret-pass@proxy.invalid:3128"}
+    result = run_serve(
+        "--ssh-key-file", str(ssh_key_file), "--encord-domain", "https://api.encord.invalid", env=env
+    )
+    assert_refused(result, "proxy", "only http:// proxies")
+    assert "s3cret-pass" not in result.stderr + result.stdout
+
+
 def test_bad_cpu_list_is_refused(ssh_key_file: Path) -> None:
     assert_refused(run_serve("--ssh-key-file", str(ssh_key_file), "--cpus", "first"), "cpus must be like")
 
