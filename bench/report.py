@@ -19,7 +19,7 @@ GATEWAY_PATHS = ("gateway-py", "gateway-go")
 # Each gateway path against the floor whose client is written in the same language (client cost is
 # the same on both sides), and against the compiled floor (the limit no gateway can beat).
 FLOORS = {"gateway-py": ("floor", "floor-go"), "gateway-go": ("floor-go", "floor")}
-PATH_ORDER = ("sdk", "floor", "floor-go", "gateway-py", "gateway-go")
+PATH_ORDER = ("sdk", "floor", "floor-go", "gateway-py", "gateway-go", "grpc-empty")
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
@@ -80,6 +80,13 @@ def ratios(cells: list[dict[str, Any]], modes: Sequence[str], ops: Sequence[str]
                         out.setdefault(mode, {}).setdefault(op, {})[key] = _ratio(
                             at32["throughput_cps"], base["throughput_cps"]
                         )
+                # What the gateway spends per call, over what an empty Python grpcio server spends.
+                empty = _find(cells, mode=mode, op=op, path="grpc-empty", concurrency=THROUGHPUT_LEVEL)
+                if at32 and empty:
+                    key = f"{gateway}/grpc-empty CPU us/call @{THROUGHPUT_LEVEL}"
+                    out.setdefault(mode, {}).setdefault(op, {})[key] = _ratio(
+                        at32.get("gateway_cpu_us_per_call"), empty.get("gateway_cpu_us_per_call")
+                    )
     return out
 
 
@@ -201,6 +208,7 @@ def draw(cells: list[dict[str, Any]], modes: Sequence[str], ops: Sequence[str], 
         "floor-go": "black",
         "gateway-py": "tab:blue",
         "gateway-go": "tab:green",
+        "grpc-empty": "tab:olive",
     }
     for row, mode in enumerate(modes):
         for col, op in enumerate(ops):

@@ -11,6 +11,8 @@ paths alike:
   floor-go    the same floor, compiled (bench/goclient)
   gateway-py  the gateway through the Python stub (encord_gateway_client)
   gateway-go  the gateway through the Go stub (bench/goclient)
+  grpc-empty  the Go stub against bench/empty_server.py: a Python grpcio server whose
+              handlers do nothing (the least any Python grpcio server spends on a call)
 
 Each path runs in its own load-generator process; the gateway's CPU and RSS are
 read from /proc. Results go to bench/results/latest.json and a PNG next to it.
@@ -43,10 +45,12 @@ RESULTS = BENCH / "results"
 READ_PROJECT = "7b1e0c52-4f0d-4c55-8a3e-2b9f6d1c0a11"
 WRITE_PROJECT = "9c2f4e71-1d3b-4e8a-b6f0-5a7d2c3e8b22"
 READ_KEYS = 10
-ALL_PATHS = ("sdk", "floor", "floor-go", "gateway-py", "gateway-go")
-GO_PATHS = ("floor-go", "gateway-go")
+ALL_PATHS = ("sdk", "floor", "floor-go", "gateway-py", "gateway-go", "grpc-empty")
+GO_PATHS = ("floor-go", "gateway-go", "grpc-empty")
 PYTHON_PATHS = ("sdk", "floor", "gateway-py")
 GATEWAY_PATHS = ("gateway-py", "gateway-go")
+# Paths whose server (the gateway, or the empty grpcio server) has its CPU and RSS measured.
+SERVER_PATHS = (*GATEWAY_PATHS, "grpc-empty")
 CELL_TIMEOUT_S = 120.0
 
 
@@ -71,7 +75,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="levels 1 and 8, short windows: under a minute")
     parser.add_argument("--modes", default="http,https", help="emulator transports (default: http,https)")
-    parser.add_argument("--paths", default=",".join(ALL_PATHS), help="client paths (default: all five)")
+    parser.add_argument("--paths", default=",".join(ALL_PATHS), help="client paths (default: all six)")
     parser.add_argument(
         "--ops", default="read,write", help="read (ListProjectApiKeys), write (CreateProjectApiKey)"
     )
@@ -110,8 +114,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--gateway-cpus",
         metavar="LIST",
-        help="run the gateway under `taskset -c LIST` (e.g. 1): one CPU spares its threads the GIL "
-        "hand-offs between cores",
+        help="run the gateway (and the grpc-empty server) under `taskset -c LIST` (default: 1 on a "
+        "machine with 2 or more CPUs, next to the emulator's 0; 'none': unpinned). On one CPU the "
+        "gateway's threads hand the GIL over without crossing cores: about twice the calls per second",
     )
     parser.add_argument(
         "--sdk-ca",
@@ -151,11 +156,16 @@ def loadavg() -> list[float]:
         return [float(x) for x in f.read().split()[:3]]
 
 
-def default_emulator_cpus() -> str | None:
-    """CPU 0 when there is more than one and taskset can pin to it; else unpinned."""
-    if (os.cpu_count() or 1) < 2 or shutil.which("taskset") is None or 0 not in os.sched_getaffinity(0):
+def default_cpu(cpu: int) -> str | None:
+    """`cpu` when there is more than one and taskset can pin to it; else unpinned."""
+    if (os.cpu_count() or 1) < 2 or shutil.which("taskset") is None or cpu not in os.sched_getaffinity(0):
         return None
-    return "0"
+    return str(cpu)
+
+
+def chosen_cpus(given: str | None, default: int) -> str | None:
+    cpus = default_cpu(default) if given is None else given
+    return None if cpus in ("", "none") else cpus
 
 
 def wait_idle(threshold: float, max_wait: float) -> None:
@@ -249,7 +259,8 @@ def loadgen_argv(
     common = ["--read-project", READ_PROJECT, "--write-project", WRITE_PROJECT, "--read-keys", str(READ_KEYS)]
     if path in GO_PATHS:
         assert go_binary is not None
-        argv = [str(go_binary), "-path", path, "-target", target]
+        # grpc-empty is the gateway path of the Go client, pointed at the empty server.
+        argv = [str(go_binary), "-path", "gateway-go" if path == "grpc-empty" else path, "-target", target]
         if path == "floor-go":
             argv += ["-seed-file", str(files["seed"])]
             if tls:
@@ -286,15 +297,19 @@ def run_cell(
     op: str,
     concurrency: int,
     plan: Plan,
-    gateway: stack.Process,
+    server: stack.Process,
     emulator: stack.Process,
     rss: stack.RssSampler,
 ) -> dict[str, Any]:
-    """One measured window: the client runs from now, is measured from `warmup_s` on, for `seconds`."""
+    """One measured window: the client runs from now, is measured from `warmup_s` on, for `seconds`.
+
+    `server` is the process the path calls (the gateway or the empty server): its CPU
+    and RSS are reported in the gateway columns.
+    """
     window_start = time.time() + plan.warmup_s
     gen.send({"op": op, "concurrency": concurrency, "window_start": window_start, "seconds": plan.seconds})
     time.sleep(max(0.0, window_start - time.time()))
-    pids = {"gateway": gateway.pid, "emulator": emulator.pid, "client": gen.popen.pid}
+    pids = {"gateway": server.pid, "emulator": emulator.pid, "client": gen.popen.pid}
     before = {name: stack.cpu_sample(pid) for name, pid in pids.items()}
     busy_before = stack.machine_busy_s()
     rss.take()  # forget the peak of earlier cells
@@ -315,7 +330,7 @@ def run_cell(
     # Whatever else ran meanwhile (other test suites, say), in CPUs: the noise in this cell.
     other = (busy_after - busy_before) - ours
     cell["other_cpu_util"] = round(max(0.0, other) / wall, 3) if wall > 0 else None
-    if gen.path not in GATEWAY_PATHS:
+    if gen.path not in SERVER_PATHS:
         # The gateway idles through the other paths' cells: its numbers there mean nothing.
         cell["gateway_cpu_us_per_call"] = cell["gateway_cpu_util"] = None
         cell["gateway_peak_rss_mb"] = None
@@ -342,27 +357,36 @@ def run_mode(
     )
     gens: list[LoadGen] = []
     gateway: stack.Process | None = None
-    rss: stack.RssSampler | None = None
+    empty: stack.Process | None = None
+    samplers: dict[int, stack.RssSampler] = {}
     try:
         url = f"{mode}://{emulator.address}"
         gateway = stack.start_gateway(
             mode_dir, url, files["ssh_key"], files["bundle"] if tls else None, extra, gateway_cpus
         )
         log(f"{mode}: emulator {url} (pid {emulator.pid}), gateway {gateway.address} (pid {gateway.pid})")
+        if "grpc-empty" in plan.paths:
+            empty = stack.start_empty_server(mode_dir, READ_KEYS, gateway_cpus)
         seed_read_project(url, files, tls)
+        servers = {path: gateway for path in GATEWAY_PATHS}
+        if empty is not None:
+            servers["grpc-empty"] = empty
         for path in plan.paths:
-            target = gateway.address if path in GATEWAY_PATHS else url
+            target = servers[path].address if path in servers else url
             argv = loadgen_argv(path, target, files, tls, go_binary)
             gens.append(LoadGen(path, argv, mode_dir / f"loadgen-{path}.log"))
         for gen in gens:
             gen.expect("ready")
-        rss = stack.RssSampler(gateway.pid)
+        for process in (gateway, empty):
+            if process is not None:
+                samplers[process.pid] = stack.RssSampler(process.pid)
         cells: list[dict[str, Any]] = []
         for op in plan.ops:
             for level in plan.levels:
                 for gen in gens:
+                    server = servers.get(gen.path, gateway)
                     cell = {"mode": mode, "path": gen.path, "op": op, "concurrency": level}
-                    cell.update(run_cell(gen, op, level, plan, gateway, emulator, rss))
+                    cell.update(run_cell(gen, op, level, plan, server, emulator, samplers[server.pid]))
                     cells.append(cell)
                     log(
                         f"{mode} {op:<5} {gen.path:<10} {level:>3} in flight: p50 {cell['p50_ms']} ms, "
@@ -382,8 +406,10 @@ def run_mode(
     finally:
         for gen in gens:
             gen.close()
-        if rss is not None:
-            rss.close()
+        for sampler in samplers.values():
+            sampler.close()
+        if empty is not None:
+            empty.stop()
         if gateway is not None:
             gateway.stop()
         emulator.stop()
@@ -432,8 +458,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cells: list[dict[str, Any]] = []
     modes: dict[str, Any] = {}
     load_start = loadavg()
-    emulator_cpus = default_emulator_cpus() if args.emulator_cpus is None else args.emulator_cpus
-    emulator_cpus = None if emulator_cpus in ("", "none") else emulator_cpus
+    emulator_cpus = chosen_cpus(args.emulator_cpus, 0)
+    gateway_cpus = chosen_cpus(args.gateway_cpus, 1)
     try:
         files = prepare(workdir)
         files["sdk_bundle"] = files["bundle" if args.sdk_ca == "certifi" else "cert"]
@@ -453,7 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 wait_idle(args.wait_idle, args.wait_max)
             load_before = loadavg()
             mode_cells, info = run_mode(
-                mode, plan, workdir, files, go_binary, args.gateway_arg, emulator_cpus, args.gateway_cpus
+                mode, plan, workdir, files, go_binary, args.gateway_arg, emulator_cpus, gateway_cpus
             )
             cells.extend(mode_cells)
             modes[mode] = {**info, "loadavg_before": load_before, "loadavg_after": loadavg()}
@@ -487,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "gateway_args": list(args.gateway_arg),
             "sdk_ca": args.sdk_ca,
             "emulator_cpus": emulator_cpus,
-            "gateway_cpus": args.gateway_cpus,
+            "gateway_cpus": gateway_cpus,
             "encord_sdk": _version("encord"),
         },
         "skipped": skipped,

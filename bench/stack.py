@@ -6,6 +6,7 @@ import datetime
 import ipaddress
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -155,6 +156,12 @@ def start_gateway(
     if ca_file:
         argv += ["--encord-ca-file", str(ca_file)]
     return start("gateway", [*pinned(cpus), *argv, *extra], workdir / "gateway.log")
+
+
+def start_empty_server(workdir: Path, read_keys: int, cpus: str | None = None) -> Process:
+    script = Path(__file__).resolve().parent / "empty_server.py"
+    argv = [sys.executable, str(script), "--listen", "127.0.0.1:0", "--read-keys", str(read_keys)]
+    return start("grpc-empty", [*pinned(cpus), *argv], workdir / "empty-server.log")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ALWAYS_MEASURED = {"sdk", "floor", "gateway-py"}  # the Go paths need `go` and its module cache
-GO_PATHS = {"floor-go", "gateway-go"}
+GO_PATHS = {"floor-go", "gateway-go", "grpc-empty"}
+SERVER_PATHS = {"gateway-py", "gateway-go", "grpc-empty"}  # CPU and RSS measured
 CELL_FIELDS = {
     "mode": str,
     "path": str,
@@ -69,10 +70,12 @@ def test_every_cell_is_measured_and_has_every_field(quick_run: tuple[dict[str, A
     for cell in cells:
         for name, kind in CELL_FIELDS.items():
             assert isinstance(cell[name], kind), (name, cell)
-        if not cell["path"].startswith("gateway"):
+        if cell["path"] not in SERVER_PATHS:
             # The gateway idles while the other paths are measured: no numbers of its own there.
             assert cell["gateway_cpu_us_per_call"] is None, cell
             assert cell["gateway_peak_rss_mb"] is None, cell
+        else:
+            assert cell["gateway_cpu_us_per_call"] is not None, cell  # measured for the server it calls
         assert cell["errors"] == 0, cell["error_samples"]
     for mode in config["modes"]:
         for path in measured:

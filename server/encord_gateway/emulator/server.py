@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email.utils
+import functools
 import json
 import re
 import socket
@@ -61,6 +63,20 @@ class Behaviour:
 def _safe(value: str | None, limit: int = 48) -> str:
     # Query types come from the caller: keep log lines one line and free of control characters.
     return "-" if value is None else _LOG_SAFE.sub("?", value[:limit]) or "''"
+
+
+@functools.lru_cache(maxsize=64)
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+@functools.lru_cache(maxsize=4)
+def _http_date(second: int) -> str:
+    # email.utils.formatdate is a measurable part of an answer's cost; it changes once a second.
+    return email.utils.formatdate(second, usegmt=True)
 
 
 class Logger:
@@ -348,14 +364,10 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(value).encode())
 
     def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        try:
-            reason = HTTPStatus(status).phrase
-        except ValueError:
-            reason = "Error"
         head = [
-            f"HTTP/1.1 {status} {reason}",
+            f"HTTP/1.1 {status} {_reason(status)}",
             f"Server: {SERVER_NAME}",
-            f"Date: {self.date_time_string()}",
+            f"Date: {_http_date(int(time.time()))}",
             f"Content-Type: {content_type}",
             f"Content-Length: {len(body)}",
         ]
