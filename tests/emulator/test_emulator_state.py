@@ -5,8 +5,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 from emulator.harness import DATASET, EMAILS, PROJECT, Spawn, fixture_toml
 from encord.client import EncordClient, EncordClientProject
+from encord.exceptions import AuthorisationError, SshKeyNotFound
 from encord.orm.dataset import DatasetScope
 from encord.utilities.client_utilities import APIKeyScopes
 
@@ -67,3 +69,25 @@ def test_bundled_demo_fixture(spawn: Spawn) -> None:
     emulator = spawn(use_fixture=False)
     stats = emulator.stats()
     assert stats["keys"] == {PROJECT: 0, DATASET: 0}
+
+
+def test_fixture_reload_applies_to_the_next_call(
+    spawn: Spawn, ssh_keys: tuple[dict[str, Path], dict[str, str]]
+) -> None:
+    # Who signed and what they may do is looked up once and remembered: a reload must forget it.
+    emulator = spawn()
+    _, public = ssh_keys
+    admin, stranger = emulator.user("admin"), emulator.user("stranger")
+    assert admin.get_project_api_keys(PROJECT) == []
+    with pytest.raises(SshKeyNotFound):
+        stranger.get_project_api_keys(PROJECT)
+    # The stranger's key becomes the project's admin; the old admin becomes a member.
+    text = fixture_toml(public).replace(
+        'admins = ["admin@example.com"]\nmembers = ["member@example.com", "twin1@example.com"]',
+        'admins = ["new@example.com"]\nmembers = ["admin@example.com"]',
+    )
+    text = f'[[users]]\nemail = "new@example.com"\npublic_key = "{public["stranger"]}"\n\n' + text
+    assert emulator.admin("PUT", "fixture", data=text).status_code == 200
+    assert stranger.get_project_api_keys(PROJECT) == []
+    with pytest.raises(AuthorisationError):
+        admin.get_project_api_keys(PROJECT)

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from encord_gateway.emulator.fixture import Fixture, ResourceType
 
@@ -49,6 +50,7 @@ CREATE INDEX IF NOT EXISTS api_keys_by_resource ON api_keys (resource_hash, seq)
 
 # "0-1aABCDE_aFGcdeHIfJ2KfLMgNO3PQh4RST5UV6W_X": "0-" and 41 URL-safe characters, as in the seed.
 KEY_PREFIX = "0-"
+LOOKUP_CACHE_SIZE = 4096
 KEY_BODY_LENGTH = 41
 _KEY_ALPHABET = string.ascii_letters + string.digits + "-_"
 
@@ -103,6 +105,10 @@ class Store:
             db.execute("PRAGMA busy_timeout=5000")
         db.execute("PRAGMA foreign_keys=ON")
         db.executescript(SCHEMA)
+        # Users, resources and memberships change only in load_fixture, which empties these:
+        # the per-call lookups of who signed and what they may do are then answered from memory.
+        self._users_by_key: dict[bytes, tuple[str, ...]] = {}
+        self._roles: dict[tuple[str, str], tuple[ResourceRow | None, str | None]] = {}
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -146,32 +152,46 @@ class Store:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+            self._users_by_key.clear()
+            self._roles.clear()
 
     def users_with_public_key(self, public_key: bytes) -> list[str]:
         with self._lock:
-            rows = (
-                self._conn()
-                .execute("SELECT email FROM users WHERE public_key = ?", (public_key.hex(),))
-                .fetchall()
-            )
-        return [row[0] for row in rows]
+            cached = self._users_by_key.get(public_key)
+            if cached is None:
+                rows = (
+                    self._conn()
+                    .execute("SELECT email FROM users WHERE public_key = ?", (public_key.hex(),))
+                    .fetchall()
+                )
+                cached = self._remember(self._users_by_key, public_key, tuple(row[0] for row in rows))
+        return list(cached)
 
     def resource_and_role(self, resource_hash: str, email: str) -> tuple[ResourceRow | None, str | None]:
         """The resource and the user's role in it ('admin', 'member' or None), in one query."""
         with self._lock:
-            row = (
-                self._conn()
-                .execute(
-                    "SELECT r.resource_hash, r.resource_type, r.title, r.description, r.created_at, m.role "
-                    "FROM resources r LEFT JOIN memberships m "
-                    "ON m.resource_hash = r.resource_hash AND m.email = ? WHERE r.resource_hash = ?",
-                    (email, resource_hash),
+            cached = self._roles.get((resource_hash, email))
+            if cached is None:
+                row = (
+                    self._conn()
+                    .execute(
+                        "SELECT r.resource_hash, r.resource_type, r.title, r.description, r.created_at, "
+                        "m.role FROM resources r LEFT JOIN memberships m "
+                        "ON m.resource_hash = r.resource_hash AND m.email = ? WHERE r.resource_hash = ?",
+                        (email, resource_hash),
+                    )
+                    .fetchone()
                 )
-                .fetchone()
-            )
-        if row is None:
-            return None, None
-        return ResourceRow(*row[:5]), row[5]
+                answer = (None, None) if row is None else (ResourceRow(*row[:5]), row[5])
+                cached = self._remember(self._roles, (resource_hash, email), answer)
+        return cached
+
+    def _remember(self, cache: dict[Any, Any], key: Any, value: Any) -> Any:
+        # Bounded: the keys come from callers (any public key, any hash). Called under the lock.
+        if len(cache) >= LOOKUP_CACHE_SIZE:
+            cache.clear()
+        cache[key] = value
+        return value
 
     def resource(self, resource_hash: str) -> ResourceRow | None:
         with self._lock:

@@ -71,8 +71,15 @@ def _load_public_key(raw: bytes) -> Ed25519PublicKey:
 
 def verify_v1(public_key: bytes, signature: bytes, body: bytes) -> bool:
     """True if `signature` is the Ed25519 signature of sha256(body) under `public_key` (Encord v1)."""
+    return _verified(public_key, signature, hashlib.sha256(body).digest())
+
+
+# The answer depends on nothing but these three values, and clients send the same signed
+# body again and again (a list call is one body per resource): verify each triple once.
+@functools.lru_cache(maxsize=4096)
+def _verified(public_key: bytes, signature: bytes, digest: bytes) -> bool:
     try:
-        _load_public_key(public_key).verify(signature, hashlib.sha256(body).digest())
+        _load_public_key(public_key).verify(signature, digest)
     except (InvalidSignature, ValueError):
         return False
     return True
