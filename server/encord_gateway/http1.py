@@ -399,9 +399,9 @@ def _read_body(reader: _Reader, status: int, headers: dict[str, str]) -> tuple[b
         return b"", True
     transfer = headers.get("transfer-encoding")
     if transfer is not None:
-        codings = [c.strip() for c in transfer.lower().split(",")]
-        if codings[-1] != "chunked":
-            raise MalformedResponse(f"cannot frame Transfer-Encoding {transfer[:40]!r}")
+        # Only chunked alone: a coding under it (gzip, chunked) would come back still encoded.
+        if [c.strip() for c in transfer.lower().split(",")] != ["chunked"]:
+            raise MalformedResponse(f"cannot read Transfer-Encoding {transfer[:40]!r}")
         # With both Transfer-Encoding and Content-Length, the chunks win, and the connection
         # is closed after: the two disagree about where the next answer starts (RFC 9112 6.3).
         return _read_chunked(reader), "content-length" not in headers
@@ -464,9 +464,13 @@ def _decoded(content: bytes, encoding: str) -> bytes:
     if encoding == "deflate":
         try:
             return _inflate(content, zlib.MAX_WBITS, encoding)
-        except MalformedResponse:
+        except _Undecodable:
             return _inflate(content, -zlib.MAX_WBITS, encoding)  # raw deflate, as some servers send
     raise MalformedResponse(f"the answer has an unknown Content-Encoding {encoding[:20]!r}")
+
+
+class _Undecodable(MalformedResponse):
+    """Not data in the format tried (as opposed to too much of it)."""
 
 
 def _inflate(content: bytes, wbits: int, encoding: str) -> bytes:
@@ -474,7 +478,7 @@ def _inflate(content: bytes, wbits: int, encoding: str) -> bytes:
     try:
         data = inflater.decompress(content, MAX_BODY_BYTES + 1)
     except zlib.error as exc:
-        raise MalformedResponse(f"the answer's {encoding} body does not decode") from exc
+        raise _Undecodable(f"the answer's {encoding} body does not decode") from exc
     if len(data) > MAX_BODY_BYTES or inflater.unconsumed_tail:
         raise MalformedResponse(f"the answer's {encoding} body decodes to more than {MAX_BODY_BYTES} bytes")
     if not inflater.eof:

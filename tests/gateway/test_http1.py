@@ -27,6 +27,7 @@ from encord_gateway import upstream
 from encord_gateway.http1 import (
     MAX_HEAD_BYTES,
     MAX_HEADER_LINES,
+    MAX_INTERIM_ANSWERS,
     ConnectFailed,
     ConnectionLost,
     ExchangeTimeout,
@@ -303,6 +304,41 @@ def test_chunked_body_with_extension_and_trailers_leaves_the_connection_reusable
     assert server.accepts == 1
 
 
+def test_chunked_with_content_length_reads_the_chunks_and_does_not_reuse(
+    serve: Serve, client: MakeClient
+) -> None:
+    closed = threading.Event()
+
+    def handle(wire: Wire) -> None:
+        wire.read_request()
+        # Content-Length says 3; the chunks say 11. Any answer after this one would be misframed.
+        wire.send(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"
+        )
+        if wire.index == 0 and wire.wait_for_close():
+            closed.set()
+
+    server = serve(handle)
+    http = client(server.url())
+    assert http.post(HEADERS, BODY, soon()).body == b"hello world"
+    assert http._idle == []
+    assert closed.wait(2), "the client kept a connection whose framing was ambiguous"
+    assert http.post(HEADERS, BODY, soon()).body == b"hello world"
+    assert server.accepts == 2
+
+
+def test_transfer_coding_before_chunked_is_undone_or_refused(serve: Serve, client: MakeClient) -> None:
+    encoded = gzip.compress(PLAIN)
+    reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+    server = serve(replying(reply + b"%x\r\n%s\r\n0\r\n\r\n" % (len(encoded), encoded)))
+    try:
+        body = client(server.url()).post(HEADERS, BODY, soon()).body
+    except MalformedResponse:
+        return  # refusing what it cannot decode is as good as decoding it
+    assert body == PLAIN
+
+
 def _raw_deflate(data: bytes) -> bytes:
     compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
     return compressor.compress(data) + compressor.flush()
@@ -353,6 +389,68 @@ def test_undecodable_content_encoding_is_malformed(
         client(server.url()).post(HEADERS, BODY, soon())
 
 
+# A small limit keeps these fast: the limit is read when an answer is decoded, not at import.
+SMALL_LIMIT = 1000
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [("gzip", gzip.compress), ("deflate", zlib.compress), ("deflate", _raw_deflate)],
+    ids=["gzip", "deflate-zlib", "deflate-raw"],
+)
+@pytest.mark.parametrize(
+    ("size", "fits"), [(SMALL_LIMIT, True), (SMALL_LIMIT + 1, False), (50 * SMALL_LIMIT, False)]
+)
+def test_decoded_body_is_held_to_the_body_limit(
+    serve: Serve,
+    client: MakeClient,
+    monkeypatch: pytest.MonkeyPatch,
+    encoding: str,
+    compress: Callable[[bytes], bytes],
+    size: int,
+    fits: bool,
+) -> None:
+    monkeypatch.setattr("encord_gateway.http1.MAX_BODY_BYTES", SMALL_LIMIT)
+    plain = b"0" * size
+    encoded = compress(plain)
+    assert len(encoded) < SMALL_LIMIT // 4  # small on the wire: only decoding makes it large
+    head = f"HTTP/1.1 200 OK\r\nContent-Encoding: {encoding}\r\nContent-Length: {len(encoded)}\r\n\r\n"
+    server = serve(replying(head.encode() + encoded))
+    http = client(server.url())
+    if fits:
+        assert http.post(HEADERS, BODY, soon()).body == plain
+    else:
+        # One byte more than the answer that decodes is refused: the limit is what refuses it.
+        with pytest.raises(MalformedResponse):
+            http.post(HEADERS, BODY, soon())
+        assert http._idle == []
+
+
+def test_chunked_gzip_bomb_is_malformed(
+    serve: Serve, client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("encord_gateway.http1.MAX_BODY_BYTES", SMALL_LIMIT)
+    encoded = gzip.compress(b"0" * 100 * SMALL_LIMIT)
+    reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n"
+    server = serve(replying(reply + b"%x\r\n%s\r\n0\r\n\r\n" % (len(encoded), encoded)))
+    with pytest.raises(MalformedResponse, match="decodes to more than"):
+        client(server.url()).post(HEADERS, BODY, soon())
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [lambda encoded: encoded[: len(encoded) // 2], lambda encoded: encoded[:-4]],
+    ids=["mid-stream", "in-the-trailer"],
+)
+def test_truncated_gzip_is_malformed(serve: Serve, client: MakeClient, cut: Callable[[bytes], bytes]) -> None:
+    # A valid prefix: every byte decodes, but the stream never ends.
+    encoded = cut(gzip.compress(PLAIN))
+    head = f"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {len(encoded)}\r\n\r\n"
+    server = serve(replying(head.encode() + encoded))
+    with pytest.raises(MalformedResponse, match="truncated"):
+        client(server.url()).post(HEADERS, BODY, soon())
+
+
 # The request on the wire --------------------------------------------------------------------------
 
 
@@ -381,6 +479,49 @@ def test_empty_path_is_sent_as_slash(serve: Serve, client: MakeClient) -> None:
     server = serve(replying(OK))
     client(f"http://127.0.0.1:{server.port}").post([("Content-Length", "0")], b"", soon())
     assert server.requests[0].startswith(b"POST / HTTP/1.1\r\nHost: 127.0.0.1:")
+
+
+LINE_BREAKS = pytest.mark.parametrize(
+    "header",
+    [
+        ("X-Trace", "a\r\nX-Injected: 1"),
+        ("X-Trace", "a\nX-Injected: 1"),
+        ("X-Trace", "a\r"),
+        ("X-Trace\r\nX-Injected", "1"),
+        ("X-Trace\n", "1"),
+    ],
+    ids=["value-crlf", "value-lf", "value-cr", "name-crlf", "name-lf"],
+)
+
+
+@LINE_BREAKS
+def test_line_break_in_a_header_is_refused_before_sending(
+    serve: Serve, client: MakeClient, header: tuple[str, str]
+) -> None:
+    server = serve(replying(OK))
+    http = client(server.url())
+    assert http.post(HEADERS, BODY, soon()).body == b"ok"
+    assert len(http._idle) == 1
+    with pytest.raises(ValueError, match="line break"):
+        http.post([*HEADERS, header], BODY, soon())
+    # Nothing went out on the pooled connection, and it is still there, still in step.
+    assert len(http._idle) == 1
+    assert http.post(HEADERS, BODY, soon()).body == b"ok"
+    assert server.accepts == 1
+    assert len(server.requests) == 2
+    assert all(b"X-Injected" not in request for request in server.requests)
+
+
+@LINE_BREAKS
+def test_line_break_in_a_header_is_refused_before_connecting(
+    client: MakeClient, header: tuple[str, str]
+) -> None:
+    # Nobody listens on the port: connecting at all would fail with ConnectFailed instead.
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+        with pytest.raises(ValueError, match="line break"):
+            client(f"http://127.0.0.1:{port}{PATH}").post([*HEADERS, header], BODY, soon())
 
 
 @pytest.mark.parametrize(
@@ -418,8 +559,25 @@ def test_keep_alive_reuses_one_connection(serve: Serve, client: MakeClient) -> N
         (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", False),
         (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", True),
         (b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", True),
+        # Connection is a list of options: close anywhere in it wins, and the names are case-blind.
+        (b"HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 2\r\n\r\nok", False),
+        (b"HTTP/1.1 200 OK\r\nConnection: Upgrade,CLOSE\r\nContent-Length: 2\r\n\r\nok", False),
+        (b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\nok", True),
+        (b"HTTP/1.0 200 OK\r\nConnection: TE, keep-alive\r\nContent-Length: 2\r\n\r\nok", True),
+        (b"HTTP/1.0 200 OK\r\nConnection: keep-alive-ish\r\nContent-Length: 2\r\n\r\nok", False),
     ],
-    ids=["1.1-close", "1.1-Close", "1.0", "1.0-keep-alive", "1.1-keep-alive"],
+    ids=[
+        "1.1-close",
+        "1.1-Close",
+        "1.0",
+        "1.0-keep-alive",
+        "1.1-keep-alive",
+        "1.1-keep-alive-then-close",
+        "1.1-list-with-CLOSE",
+        "1.0-Keep-Alive",
+        "1.0-list-with-keep-alive",
+        "1.0-not-quite-keep-alive",
+    ],
 )
 def test_connection_reuse_follows_the_answer(
     serve: Serve, client: MakeClient, reply: bytes, reused: bool
@@ -478,6 +636,33 @@ def test_stale_pooled_connection_is_replaced(serve: Serve, client: MakeClient, h
     assert http.post(HEADERS, BODY, soon()).body == b"ok"
     assert server.accepts == 2
     assert len(server.requests) == 2  # the request was sent once, on the new connection
+
+
+def test_connection_idle_too_long_is_not_reused(
+    serve: Serve, client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Long enough that two posts in a row never outlast it, even on a loaded machine.
+    monkeypatch.setattr("encord_gateway.http1.MAX_IDLE_S", 0.2)
+    closed = threading.Event()
+
+    def handle(wire: Wire) -> None:
+        # Both connections stay open and would answer again: only their idle age tells them apart.
+        while wire.read_request() is not None:
+            wire.send(OK)
+        if wire.index == 0 and not wire.server.stop.is_set():
+            closed.set()
+
+    server = serve(handle)
+    http = client(server.url())
+    assert http.post(HEADERS, BODY, soon()).body == b"ok"
+    assert http.post(HEADERS, BODY, soon()).body == b"ok"  # at once: reused
+    assert server.accepts == 1
+    time.sleep(0.3)
+    assert http.post(HEADERS, BODY, soon()).body == b"ok"
+    assert server.accepts == 2
+    assert len(server.requests) == 3  # nothing was sent on the old connection
+    assert closed.wait(2), "the client did not close the connection it stopped using"
+    assert len(http._idle) == 1
 
 
 def test_max_idle_bounds_the_pool(serve: Serve, client: MakeClient) -> None:
@@ -540,10 +725,22 @@ def test_100_continue_then_the_real_answer(serve: Serve, client: MakeClient) -> 
     assert server.accepts == 1
 
 
-def test_endless_interim_answers_are_malformed(serve: Serve, client: MakeClient) -> None:
-    server = serve(replying(b"HTTP/1.1 103 Early Hints\r\n\r\n" * 3000 + OK))
-    with pytest.raises(MalformedResponse):
-        client(server.url()).post(HEADERS, BODY, soon())
+@pytest.mark.parametrize(
+    ("count", "accepted"),
+    [(MAX_INTERIM_ANSWERS, True), (MAX_INTERIM_ANSWERS + 1, False), (3000, False)],
+    ids=["at-the-limit", "one-too-many", "endless"],
+)
+def test_too_many_interim_answers_are_malformed(
+    serve: Serve, client: MakeClient, count: int, accepted: bool
+) -> None:
+    server = serve(replying(b"HTTP/1.1 103 Early Hints\r\n\r\n" * count + OK))
+    http = client(server.url())
+    if accepted:
+        assert http.post(HEADERS, BODY, soon()).body == b"ok"
+    else:
+        with pytest.raises(MalformedResponse, match="interim"):
+            http.post(HEADERS, BODY, soon())
+        assert http._idle == []
 
 
 # Malformed and broken answers ---------------------------------------------------------------------
@@ -600,13 +797,57 @@ def test_oversized_or_garbled_headers_are_malformed(serve: Serve, client: MakeCl
         b"HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n",
+        # Only what a chunk size may be on the wire: not what int(_, 16) happens to accept.
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+2\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0_2\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-3\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"f" * 17 + b"\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"f" * 16 + b"\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokay\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;" + b"x" * 1100 + b"\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n" + gzip.compress(b"ok"),
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 2\r\n\r\nok",
     ],
-    ids=["length-not-a-number", "length-negative", "length-too-large", "bad-chunk-size"],
+    ids=[
+        "length-not-a-number",
+        "length-negative",
+        "length-too-large",
+        "bad-chunk-size",
+        "chunk-size-0x",
+        "chunk-size-plus",
+        "chunk-size-underscore",
+        "chunk-size-negative",
+        "chunk-size-empty",
+        "chunk-size-17-digits",
+        "chunk-size-too-large",
+        "chunk-data-longer-than-its-size",
+        "chunk-data-ended-by-lf",
+        "chunk-size-line-too-long",
+        "transfer-encoding-gzip",
+        "transfer-encoding-chunked-then-gzip",
+        "transfer-encoding-identity",
+    ],
 )
 def test_bad_framing_is_malformed(serve: Serve, client: MakeClient, reply: bytes) -> None:
     server = serve(replying(reply))
+    http = client(server.url())
     with pytest.raises(MalformedResponse):
-        client(server.url()).post(HEADERS, BODY, soon())
+        http.post(HEADERS, BODY, soon())
+    assert http._idle == []
+
+
+def test_chunk_size_line_at_the_limit_is_accepted(serve: Serve, client: MakeClient) -> None:
+    # 1024 bytes with its CRLF: the longest chunk-size line (extensions included) that is read.
+    line = b"2;" + b"x" * (1024 - 4) + b"\r\n"
+    assert len(line) == 1024
+    server = serve(
+        replying(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + line + b"ok\r\n0\r\n\r\n")
+    )
+    assert client(server.url()).post(HEADERS, BODY, soon()).body == b"ok"
 
 
 def test_content_length_with_superscript_digit_is_malformed(serve: Serve, client: MakeClient) -> None:
@@ -716,18 +957,49 @@ def test_deadline_holds_against_a_trickling_answer(serve: Serve, client: MakeCli
     assert time.monotonic() - started < 0.25 + 0.3
 
 
-def test_204_without_length_has_an_empty_body(serve: Serve, client: MakeClient) -> None:
-    server = serve(replying(b"HTTP/1.1 204 No Content\r\n\r\n"))
-    response = client(server.url()).post(HEADERS, BODY, time.monotonic() + SHORT_S)
-    assert (response.status, response.body) == (204, b"")
-
-
-def test_bytes_after_the_answer_do_not_become_the_next_answer(serve: Serve, client: MakeClient) -> None:
-    stray = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale"
-    server = serve(replying(OK + stray, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh"))
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+        b'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\n\r\n',
+        # A 304's Content-Length is the length of the representation it stands for, not of a body.
+        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+    ],
+    ids=["204", "304", "304-with-length"],
+)
+def test_answer_without_a_body_returns_at_once_and_keeps_the_connection(
+    serve: Serve, client: MakeClient, head: bytes
+) -> None:
+    # The server keeps the connection open and sends nothing more: a client that looked for a
+    # body (read to close, or Content-Length bytes) would wait for the deadline instead.
+    server = serve(replying(head, OK))
     http = client(server.url())
+    started = time.monotonic()
+    response = http.post(HEADERS, BODY, started + SHORT_S)
+    assert time.monotonic() - started < SHORT_S
+    assert response.body == b""
+    assert response.status == int(head.split()[1])
     assert http.post(HEADERS, BODY, soon()).body == b"ok"
+    assert server.accepts == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [OK, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"],
+    ids=["content-length", "chunked"],
+)
+def test_bytes_after_the_answer_do_not_become_the_next_answer(
+    serve: Serve, client: MakeClient, answer: bytes
+) -> None:
+    stray = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale"
+    server = serve(replying(answer + stray, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh"))
+    http = client(server.url())
+    # The stray bytes come in the same send as the answer, so they are read with it: the answer
+    # is still returned, but the connection holding them is not pooled.
+    assert http.post(HEADERS, BODY, soon()).body == b"ok"
+    assert http._idle == []
     assert http.post(HEADERS, BODY, soon()).body == b"fresh"
+    assert server.accepts == 2
 
 
 # TLS ----------------------------------------------------------------------------------------------
@@ -849,6 +1121,67 @@ def test_proxy_refusing_the_tunnel_is_connect_failed(serve: Serve, client: MakeC
         http.post(HEADERS, BODY, soon())
     assert proxy.accepts == 1
     assert origin.accepts == 0
+
+
+def _proxy_hangs_up(wire: Wire) -> None:
+    wire.server.record(wire.read_head() or b"")
+
+
+def _proxy_resets(wire: Wire) -> None:
+    wire.server.record(wire.read_head() or b"")
+    hard_close(wire.sock)
+
+
+def _proxy_answers_garbage(wire: Wire) -> None:
+    wire.server.record(wire.read_head() or b"")
+    wire.send(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+
+def _proxy_talks_into_the_tunnel(wire: Wire) -> None:
+    wire.server.record(wire.read_head() or b"")
+    wire.send(b"HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 200 OK\r\n")
+    wire.server.stop.wait()
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [_proxy_hangs_up, _proxy_resets, _proxy_answers_garbage, _proxy_talks_into_the_tunnel],
+    ids=["hangs-up", "resets", "not-http", "bytes-after-200"],
+)
+def test_proxy_failing_the_tunnel_is_connect_failed(
+    serve: Serve, client: MakeClient, handler: Handler
+) -> None:
+    # Nothing reached the origin: the failure is ConnectFailed (safe to ask again), not ConnectionLost.
+    proxy = serve(handler)
+    http = client("https://origin.invalid/x", proxy=Proxy.of(f"http://127.0.0.1:{proxy.port}"))
+    with pytest.raises(ConnectFailed, match=r"origin\.invalid"):
+        http.post(HEADERS, BODY, soon())
+    assert proxy.requests[0].startswith(b"CONNECT origin.invalid:443 HTTP/1.1\r\n")
+    assert http._idle == []
+
+
+@pytest.mark.parametrize("bound_by", ["deadline", "connect-timeout"])
+def test_proxy_never_answering_the_connect_times_out(serve: Serve, client: MakeClient, bound_by: str) -> None:
+    def silent(wire: Wire) -> None:
+        wire.read_head()
+        wire.server.stop.wait()
+
+    proxy = serve(silent)
+    started = time.monotonic()
+    if bound_by == "deadline":
+        http = client("https://origin.invalid/x", proxy=Proxy.of(f"http://127.0.0.1:{proxy.port}"))
+        deadline = started + SHORT_S
+    else:  # the deadline is far off: the connect timeout alone bounds opening the tunnel
+        http = client(
+            "https://origin.invalid/x",
+            proxy=Proxy.of(f"http://127.0.0.1:{proxy.port}"),
+            connect_timeout_s=SHORT_S,
+        )
+        deadline = soon(30)
+    with pytest.raises(ExchangeTimeout, match="the proxy's tunnel"):
+        http.post(HEADERS, BODY, deadline)
+    elapsed = time.monotonic() - started
+    assert SHORT_S - 0.05 <= elapsed < SHORT_S + MARGIN_S
 
 
 def test_unreachable_proxy_is_connect_failed(client: MakeClient) -> None:
