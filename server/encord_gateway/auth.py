@@ -163,6 +163,8 @@ class AuthInterceptor(_ServerInterceptor):
         self._mtls = mtls
         # The frame's finish(): a refused call gets the same log line and observers (audit) as any other.
         self._finish = finish
+        # grpc asks for the handler on every call; the guarded one is built once per method.
+        self._guarded: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
 
     def intercept_service(
         self,
@@ -173,6 +175,9 @@ class AuthInterceptor(_ServerInterceptor):
         full_method = handler_call_details.method
         if handler is None or not full_method.startswith(SERVICE_PREFIX):
             return handler
+        built = self._guarded.get(full_method)
+        if built is not None and built[0] is handler:
+            return built[1]
         inner = handler.unary_unary
         if inner is None:
             # Every ApiKeyService method is unary; anything else would slip past the check, so refuse it.
@@ -204,11 +209,13 @@ class AuthInterceptor(_ServerInterceptor):
                 CALLER.reset(caller_token)
                 PRINCIPAL.reset(principal_token)
 
-        return grpc.unary_unary_rpc_method_handler(
+        wrapped = grpc.unary_unary_rpc_method_handler(
             guarded,
             request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
+        self._guarded[full_method] = (handler, wrapped)
+        return wrapped
 
     def _refuse(
         self,

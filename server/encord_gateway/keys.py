@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,23 +167,35 @@ def _scopes(value: Any, known: Mapping[str, object], scope: CallScope) -> tuple[
             value = json.loads(value)
         except ValueError:
             raise _bad_answer("a key with a scope list", scope) from None
-    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+    if not isinstance(value, list):
         raise _bad_answer("a key with a scope list", scope)
-    unknown = [s for s in value if s not in known]
+    # One pass per key (a list answer has one per key): keep the known, note the rest.
+    kept: dict[str, None] = {}
+    unknown: set[str] = set()
+    for name in value:
+        if not isinstance(name, str):
+            raise _bad_answer("a key with a scope list", scope)
+        if name in known:
+            kept[name] = None
+        else:
+            unknown.add(name)
     if unknown:
         # A scope newer than this gateway: the key is still listed, without it.
-        log.warning("ignoring scopes unknown to this gateway: %s", ", ".join(sorted(set(unknown))))
-    return tuple(dict.fromkeys(s for s in value if s in known))
+        log.warning("ignoring scopes unknown to this gateway: %s", ", ".join(sorted(unknown)))
+    return tuple(kept)
 
 
-def _fields(item: Any, names: Iterable[str], what: str, scope: CallScope) -> dict[str, Any]:
-    if not isinstance(item, dict) or not all(isinstance(item.get(n), str) for n in names):
+def _key_fields(item: Any, what: str, scope: CallScope) -> dict[str, Any]:
+    """A key's JSON object, which must hold `api_key` and `title` strings."""
+    if not isinstance(item, dict) or not isinstance(item.get("api_key"), str):
+        raise _bad_answer(what, scope)
+    if not isinstance(item.get("title"), str):
         raise _bad_answer(what, scope)
     return item
 
 
 def _project_key(item: Any, project_hash: str, scope: CallScope) -> ProjectKey:
-    fields = _fields(item, ("api_key", "title"), "a project key", scope)
+    fields = _key_fields(item, "a project key", scope)
     return ProjectKey(
         fields["api_key"],
         fields["title"],
@@ -193,7 +205,7 @@ def _project_key(item: Any, project_hash: str, scope: CallScope) -> ProjectKey:
 
 
 def _dataset_key(item: Any, dataset_hash: str, scope: CallScope) -> DatasetKey:
-    fields = _fields(item, ("api_key", "title"), "a dataset key", scope)
+    fields = _key_fields(item, "a dataset key", scope)
     key_hash = fields.get("key_hash")
     return DatasetKey(
         str(fields.get("resource_hash") or dataset_hash),
