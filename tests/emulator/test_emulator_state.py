@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from encord.client import EncordClient, EncordClientProject
 from encord.exceptions import AuthorisationError, SshKeyNotFound
 from encord.orm.dataset import DatasetScope
 from encord.utilities.client_utilities import APIKeyScopes
+from encord_gateway.emulator.store import new_api_key
 
 
 def test_keys_survive_a_restart(spawn: Spawn, tmp_path: Path) -> None:
@@ -91,3 +93,11 @@ def test_fixture_reload_applies_to_the_next_call(
     assert stranger.get_project_api_keys(PROJECT) == []
     with pytest.raises(AuthorisationError):
         admin.get_project_api_keys(PROJECT)
+
+
+def test_new_keys_have_encords_shape_and_use_the_whole_alphabet() -> None:
+    keys = [new_api_key() for _ in range(2000)]
+    assert all(re.fullmatch(r"0-[A-Za-z0-9_-]{41}", key) for key in keys)
+    assert len(set(keys)) == len(keys)
+    # 82,000 symbols: every one of the 64 shows up (a missing one has odds below 1e-400).
+    assert len({symbol for key in keys for symbol in key[2:]}) == 64

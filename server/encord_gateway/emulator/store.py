@@ -53,11 +53,13 @@ KEY_PREFIX = "0-"
 LOOKUP_CACHE_SIZE = 4096
 KEY_BODY_LENGTH = 41
 _KEY_ALPHABET = string.ascii_letters + string.digits + "-_"
+# 64 symbols: each random byte's low 6 bits pick one uniformly, in one C call for the whole key.
+_BYTE_TO_SYMBOL = bytes(ord(_KEY_ALPHABET[b % 64]) for b in range(256))
 
 
 def new_api_key() -> str:
     """A fresh key in Encord's shape, with 246 random bits."""
-    return KEY_PREFIX + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(KEY_BODY_LENGTH))
+    return KEY_PREFIX + secrets.token_bytes(KEY_BODY_LENGTH).translate(_BYTE_TO_SYMBOL).decode("ascii")
 
 
 def _now() -> str:
