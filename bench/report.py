@@ -181,6 +181,79 @@ def table(cells: list[dict[str, Any]], mode: str) -> str:
     return "\n".join(lines)
 
 
+def _latency_cell(c: dict[str, Any] | None) -> str:
+    if c is None or c["p50_ms"] is None:
+        return "-"
+    return f"{c['p50_ms']:.1f} / {c['p99_ms']:.0f} ms, {c['throughput_cps']:.0f}/s"
+
+
+def _server_cell(c: dict[str, Any] | None) -> str:
+    if c is None or c.get("gateway_cpu_us_per_call") is None:
+        return "-"
+    return f"{c['gateway_cpu_us_per_call']:.0f} µs, {c['gateway_peak_rss_mb']:.0f} MB"
+
+
+def _used(c: dict[str, Any], name: str) -> str:
+    us, util = c.get(f"{name}_cpu_us_per_call"), c.get(f"{name}_cpu_util")
+    return "-" if us is None or util is None else f"{us:.0f} µs ({util:.0%})"
+
+
+def _md_table(head: Sequence[str], rows: Iterable[Sequence[str]], right: int = 1) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * right + "---|" * (len(head) - right)]
+    return [*lines, *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
+def markdown(cells: list[dict[str, Any]], modes: Sequence[str], ops: Sequence[str]) -> str:
+    """The README's tables: latency and calls/s per path, the servers' CPU and RSS, CPU per process."""
+    titles = {"read": "ListProjectApiKeys (10 keys)", "write": "CreateProjectApiKey"}
+    levels = sorted({c["concurrency"] for c in cells})
+    paths = [p for p in PATH_ORDER if any(c["path"] == p for c in cells)]
+    servers = [p for p in ("gateway-py", "gateway-go", "grpc-empty") if p in paths]
+    out: list[str] = []
+    for mode in modes:
+        for op in ops:
+            out += [f"**{titles[op]}, emulator over {mode.upper()}** — p50 / p99 latency, calls/s", ""]
+            rows = [
+                [
+                    str(level),
+                    *(
+                        _latency_cell(_find(cells, mode=mode, op=op, path=p, concurrency=level))
+                        for p in paths
+                    ),
+                ]
+                for level in levels
+            ]
+            out += _md_table(["in flight", *paths], rows)
+        out += [f"**Servers, emulator over {mode.upper()}** — CPU per call and peak RSS", ""]
+        columns = [(path, op) for op in ops for path in servers]
+        rows = [
+            [
+                str(level),
+                *(
+                    _server_cell(_find(cells, mode=mode, op=op, path=p, concurrency=level))
+                    for p, op in columns
+                ),
+            ]
+            for level in levels
+        ]
+        out += _md_table(["in flight", *(f"{path} {op}" for path, op in columns)], rows)
+        out += [
+            f"**CPU per call by process, {THROUGHPUT_LEVEL} in flight, {mode.upper()}** (share of a CPU)",
+            "",
+        ]
+        rows = []
+        for op in ops:
+            for path in paths:
+                c = _find(cells, mode=mode, op=op, path=path, concurrency=THROUGHPUT_LEVEL)
+                if c is not None and c["throughput_cps"] is not None:
+                    calls = f"{c['throughput_cps']:.0f}"
+                    rows.append(
+                        [op, path, calls, _used(c, "gateway"), _used(c, "emulator"), _used(c, "client")]
+                    )
+        out += _md_table(["op", "path", "calls/s", "server", "emulator", "client"], rows, right=0)
+    return "\n".join(out)
+
+
 def target_lines(checks: list[dict[str, Any]]) -> str:
     lines = []
     for c in checks:

@@ -532,6 +532,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["png"] = png.name if png.parent.resolve() == args.out.parent.resolve() else str(png)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
+    # The README's tables, from these very numbers.
+    args.out.with_suffix(".md").write_text(report.markdown(cells, plan.modes, plan.ops) + "\n")
 
     for mode in plan.modes:
         noise = modes[mode]["other_cpu_util_mean"]
@@ -549,7 +551,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report.target_lines(result["targets"]))
     if skipped:
         print("\nskipped: " + "; ".join(f"{p}: {why}" for p, why in skipped.items()))
-    print(f"\nwrote {args.out}" + (f" and {png}" if result["png"] else "") + f" in {result['duration_s']}s")
+    written = [args.out, args.out.with_suffix(".md"), *([png] if result["png"] else [])]
+    print(f"\nwrote {', '.join(str(p) for p in written)} in {result['duration_s']}s")
     return 0
 
 

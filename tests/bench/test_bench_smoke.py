@@ -101,11 +101,20 @@ def test_ratios_targets_and_machine_are_reported(quick_run: tuple[dict[str, Any]
     assert any(c["name"] == "errors, every path and level" for c in result["targets"])
 
 
-def test_table_and_chart(quick_run: tuple[dict[str, Any], str, Path]) -> None:
+def test_table_markdown_and_chart(quick_run: tuple[dict[str, Any], str, Path]) -> None:
     result, stdout, out = quick_run
     assert "== emulator over HTTP" in stdout
     assert "== emulator over HTTPS" in stdout
     assert "gateway-py" in stdout
+    # The README's tables, next to the JSON: one latency row per level and path column per measured path.
+    tables = out.with_suffix(".md").read_text()
+    for mode in ("HTTP", "HTTPS"):
+        assert f"**ListProjectApiKeys (10 keys), emulator over {mode}**" in tables
+        assert f"**CreateProjectApiKey, emulator over {mode}**" in tables
+    header = next(line for line in tables.splitlines() if line.startswith("| in flight | sdk"))
+    assert header.strip("| ").split(" | ")[1:] == [p for p in result["config"]["paths"]]
+    gateway_py = [c for c in result["results"] if c["path"] == "gateway-py" and c["mode"] == "https"]
+    assert any(f"{c['throughput_cps']:.0f}/s" in tables for c in gateway_py)
     if result["png"] is not None:  # drawn when matplotlib is installed
         assert result["png"] == "latest.png"  # next to the JSON
         assert (out.parent / result["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
