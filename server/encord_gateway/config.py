@@ -372,7 +372,7 @@ def validate(settings: Settings) -> None:
     if settings.client_ca and not settings.tls_cert:
         raise ConfigError("client_ca (mutual TLS) needs tls_cert and tls_key")
     if settings.encord_ca_file and not Path(settings.encord_ca_file).exists():
-        # requests would find out only when it sends: every call would fail.
+        # Otherwise it would be found out only at the first call, and every call would fail.
         raise ConfigError(f"encord_ca_file {settings.encord_ca_file} does not exist")
     if settings.cpus:
         parse_cpus(settings.cpus)
