@@ -137,7 +137,7 @@ OPTIONS: tuple[Option, ...] = (
         "ENCORD_GATEWAY_UPSTREAM_RETRIES",
         int,
         4,
-        "attempts for list calls (creates are never retried)",
+        "attempts for list calls; creates only when no connection could be opened",
         "N",
     ),
     Option(

@@ -29,6 +29,8 @@ USER_PATH = "/public/user"
 TRANSIENT_HTTP_STATUSES = frozenset({429, 502, 503})
 # Below this much time left, no new attempt is started: it could not finish.
 MIN_ATTEMPT_S = 0.05
+# No connection could be opened, so nothing was sent: safe to try again for any call, even a create.
+UNREACHABLE = "UPSTREAM_UNREACHABLE"
 
 
 def new_trace_id() -> str:
@@ -181,7 +183,7 @@ class EncordClient:
             try:
                 return self._attempt(call)
             except (errors.UpstreamUnavailable, errors.UpstreamRateLimited) as exc:
-                if not call.retryable or attempt >= self.retry.attempts:
+                if not (call.retryable or exc.reason == UNREACHABLE) or attempt >= self.retry.attempts:
                     raise
                 pause = self.retry.backoff(attempt)
                 if call.deadline.remaining() - pause < MIN_ATTEMPT_S:
@@ -191,6 +193,8 @@ class EncordClient:
                 self._sleep(pause)
 
     def _attempt(self, call: UpstreamCall) -> Any:
+        # What this attempt got, not what an earlier one did.
+        call.outcome.http_status, call.outcome.encord_code = 0, ""
         remaining = call.deadline.remaining()
         if remaining < MIN_ATTEMPT_S:
             raise errors.UpstreamDeadlineExceeded(
@@ -240,9 +244,15 @@ class EncordClient:
             raise errors.UpstreamUnavailable(
                 "Encord did not answer in time", reason="UPSTREAM_TIMEOUT", trace_id=call.trace_id
             ) from exc
-        except (http1.ConnectFailed, http1.ConnectionLost) as exc:
+        except http1.ConnectFailed as exc:
             raise errors.UpstreamUnavailable(
-                "cannot reach Encord: the connection was refused or dropped",
+                "cannot reach Encord: no connection could be opened, so nothing was sent",
+                reason=UNREACHABLE,
+                trace_id=call.trace_id,
+            ) from exc
+        except http1.ConnectionLost as exc:
+            raise errors.UpstreamUnavailable(
+                "the connection to Encord broke after the request was sent",
                 reason="UPSTREAM_CONNECTION_ERROR",
                 trace_id=call.trace_id,
             ) from exc

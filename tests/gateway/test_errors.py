@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 
@@ -104,7 +105,7 @@ def test_http_429_is_resource_exhausted(stub: pb_grpc.ApiKeyServiceStub, admin: 
     assert error.reason == "UPSTREAM_RATE_LIMITED"
 
 
-def test_refused_connection_is_unavailable(ssh_key_file: object) -> None:
+def test_refused_connection_is_unreachable_and_a_create_is_tried_again(ssh_key_file: object) -> None:
     with socket.socket() as placeholder:
         placeholder.bind(("127.0.0.1", 0))
         closed_port = placeholder.getsockname()[1]
@@ -114,7 +115,12 @@ def test_refused_connection_is_unavailable(ssh_key_file: object) -> None:
             pb_grpc.ApiKeyServiceStub(channel).CreateProjectApiKey(CREATE, timeout=10)
         error = decode(caught.value)
         assert error.code == grpc.StatusCode.UNAVAILABLE
-        assert error.reason == "UPSTREAM_CONNECTION_ERROR"
+        # Nothing was sent, so the caller knows no key was made, and the gateway could try again.
+        assert error.reason == "UPSTREAM_UNREACHABLE"
+        assert "nothing was sent" in error.message
+        line = gateway.wait_for_line(lambda text: '"method": "CreateProjectApiKey"' in text)
+        assert line is not None
+        assert json.loads(line)["upstream_attempts"] == 4  # the default --upstream-retries
     finally:
         assert gateway.stop() == 0
 
