@@ -33,6 +33,9 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_IDLE_S = 30.0
 RECV_BYTES = 64 * 1024
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_STATUS = re.compile(rb"[1-5][0-9][0-9]")
+# Headers that frame the body: a repeat that disagrees means the framing cannot be trusted.
+_FRAMING = ("content-length", "transfer-encoding")
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
@@ -42,6 +45,10 @@ class HttpError(Exception):
 
 class ConnectFailed(HttpError):
     """No connection could be opened (refused, unreachable, TLS refused): nothing was sent."""
+
+
+class ConnectTimeout(ConnectFailed):
+    """No connection could be opened before the connect timeout or the deadline: nothing was sent."""
 
 
 class ConnectionLost(HttpError):
@@ -76,7 +83,12 @@ class Origin:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
-        return cls(parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        try:
+            # An internationalised name goes on the wire (Host, SNI, CONNECT) in its ASCII form.
+            host = parts.hostname if parts.hostname.isascii() else parts.hostname.encode("idna").decode()
+        except UnicodeError:
+            raise ValueError(f"not a valid host name: {parts.hostname!r}") from None
+        return cls(parts.scheme, host, parts.port or (443 if parts.scheme == "https" else 80))
 
     @property
     def host_port(self) -> str:
@@ -100,14 +112,29 @@ class Proxy:
 
     @classmethod
     def of(cls, url: str) -> Proxy:
+        """ValueError for all but `http://[user:password@]host[:port][/]`; its text never holds the URL."""
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme != "http":
             raise ValueError(f"only http:// proxies are supported, not {parts.scheme}://")
+        try:
+            port = parts.port
+            if parts.path not in ("", "/") or parts.query or parts.fragment or not parts.hostname:
+                raise ValueError
+            host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+            origin = Origin.of(f"http://{host}:{port or 80}")
+        except ValueError:
+            # Not the parser's words: they can quote a piece of the password.
+            raise ValueError(
+                "it is not http://[user:password@]host:port "
+                "(percent-encode '/', '?', '#' and '@' in the user and password)"
+            ) from None
         auth = None
         if parts.username is not None:
-            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-            auth = "Basic " + base64.b64encode(pair).decode()
-        return cls(Origin.of(f"http://{parts.netloc.rpartition('@')[2]}"), auth)
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            # Latin-1 when it can be, as requests (and so the SDK) encodes Basic credentials.
+            data = pair.encode("latin-1") if all(ord(c) < 256 for c in pair) else pair.encode()
+            auth = "Basic " + base64.b64encode(data).decode()
+        return cls(origin, auth)
 
 
 class _Reader:
@@ -279,7 +306,7 @@ class Http1Client:
         try:
             sock = socket.create_connection((first_hop.host, first_hop.port), timeout=_left(setup_deadline))
         except TimeoutError as exc:
-            raise ExchangeTimeout(f"connecting to {first_hop.authority} timed out") from exc
+            raise ConnectTimeout(f"connecting to {first_hop.authority} timed out") from exc
         except OSError as exc:
             raise ConnectFailed(f"cannot connect to {first_hop.authority}: {exc.strerror or exc}") from exc
         step = "the connection"
@@ -294,7 +321,7 @@ class Http1Client:
                 sock = self._ssl_context.wrap_socket(sock, server_hostname=self.origin.host)
         except TimeoutError as exc:
             sock.close()
-            raise ExchangeTimeout(f"{step} with {self.origin.authority} timed out") from exc
+            raise ConnectTimeout(f"{step} with {self.origin.authority} timed out") from exc
         except HttpError:
             sock.close()
             raise
@@ -366,7 +393,7 @@ def _read_one_head(reader: _Reader, budget: int) -> tuple[int, str, dict[str, st
     line = _head_line(reader, budget, first=True)
     budget -= len(line)
     parts = line.rstrip(b"\r\n").split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit() or len(parts[1]) != 3:
+    if len(parts) < 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0") or not _STATUS.fullmatch(parts[1]):
         raise MalformedResponse(f"not an HTTP/1.x status line: {line[:80]!r}")
     version, status = parts[0].decode("ascii"), int(parts[1])
     headers: dict[str, str] = {}
@@ -378,7 +405,12 @@ def _read_one_head(reader: _Reader, budget: int) -> tuple[int, str, dict[str, st
         name, sep, value = line.partition(b":")
         if not sep or not name or name != name.strip():
             raise MalformedResponse(f"not a header line: {line[:80]!r}")
-        headers[name.lower().decode("latin-1")] = value.strip().decode("latin-1")
+        key, text = name.lower().decode("latin-1"), value.strip().decode("latin-1")
+        if key in _FRAMING and key in headers:
+            if key == "content-length" and headers[key] != text:
+                raise MalformedResponse("the answer has two different Content-Length headers")
+            text = f"{headers[key]}, {text}" if key == "transfer-encoding" else text
+        headers[key] = text
     raise MalformedResponse("the answer has too many header lines")
 
 
@@ -474,13 +506,25 @@ class _Undecodable(MalformedResponse):
 
 
 def _inflate(content: bytes, wbits: int, encoding: str) -> bytes:
-    inflater = zlib.decompressobj(wbits)
-    try:
-        data = inflater.decompress(content, MAX_BODY_BYTES + 1)
-    except zlib.error as exc:
-        raise _Undecodable(f"the answer's {encoding} body does not decode") from exc
-    if len(data) > MAX_BODY_BYTES or inflater.unconsumed_tail:
-        raise MalformedResponse(f"the answer's {encoding} body decodes to more than {MAX_BODY_BYTES} bytes")
-    if not inflater.eof:
-        raise MalformedResponse(f"the answer's {encoding} body is truncated")
-    return data
+    """Decodes the body, member after member for gzip (RFC 1952 allows several), within the limit."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            data = inflater.decompress(content, MAX_BODY_BYTES + 1 - size)
+        except zlib.error as exc:
+            raise _Undecodable(f"the answer's {encoding} body does not decode") from exc
+        size += len(data)
+        if size > MAX_BODY_BYTES or inflater.unconsumed_tail:
+            raise MalformedResponse(
+                f"the answer's {encoding} body decodes to more than {MAX_BODY_BYTES} bytes"
+            )
+        if not inflater.eof:
+            raise MalformedResponse(f"the answer's {encoding} body is truncated")
+        parts.append(data)
+        content = inflater.unused_data
+        if not content:
+            return b"".join(parts)
+        if wbits != 16 + zlib.MAX_WBITS:
+            raise MalformedResponse(f"the answer's {encoding} body has bytes after its end")

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 import requests
@@ -120,7 +120,7 @@ class GatewayServer:
     ) -> None:
         self.settings = settings
         self.security = security
-        verify: bool | str = settings.encord_ca_file or True
+        verify: Literal[True] | str = settings.encord_ca_file or True
         self.client = EncordClient(
             settings.encord_domain,
             key,
@@ -204,7 +204,7 @@ class GatewayServer:
             while not self._stopping.is_set():
                 try:
                     session.get(
-                        self.settings.encord_domain, timeout=min(interval, 5.0), verify=self.client._verify
+                        self.settings.encord_domain, timeout=min(interval, 5.0), verify=self.client.ca_bundle
                     )
                     up = True
                 except requests.RequestException:

@@ -12,7 +12,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import certifi
 import requests.utils
@@ -106,7 +106,7 @@ class UpstreamSetupError(Exception):
     """The way to Encord cannot be set up (a CA bundle that does not load, an unusable proxy)."""
 
 
-def verifying_context(verify: bool | str) -> ssl.SSLContext:
+def verifying_context(verify: Literal[True] | str) -> ssl.SSLContext:
     """A TLS context that trusts `verify` (a bundle file or a directory) or, for True, certifi's roots.
 
     One context, with the bundle loaded once, serves every connection: loading
@@ -146,7 +146,7 @@ class EncordClient:
         pool_size: int = 32,
         connect_timeout_s: float = 5.0,
         retry: RetryPolicy | None = None,
-        verify: bool | str = True,
+        verify: Literal[True] | str = True,
         sleep: Callable[[float], None] = time.sleep,
         on_attempt: Callable[[UpstreamCall, float, str], None] | None = None,
     ) -> None:
@@ -156,7 +156,9 @@ class EncordClient:
         self._sleep = sleep
         self._on_attempt = on_attempt
         self._signer = RequestSigner(key)
-        self._verify = verify
+        # What the calls trust, for anything else that reaches the same domain (the readiness probe):
+        # the bundle given, else certifi's, never REQUESTS_CA_BUNDLE from the environment.
+        self.ca_bundle = verify if isinstance(verify, str) else certifi.where()
         # One bounded pool: keep-alive connections are reused across calls and
         # threads (the SDK opens a new connection for every call). The transport
         # never repeats a request; retries are decided here, so that creates are
@@ -164,13 +166,16 @@ class EncordClient:
         # A CA bundle given is loaded even for an http:// domain: a broken one is refused at start.
         tls = self.url.startswith("https:")
         context = verifying_context(verify) if tls or isinstance(verify, str) else None
-        self._transport = http1.Http1Client(
-            self.url,
-            ssl_context=context if tls else None,
-            max_idle=pool_size,
-            connect_timeout_s=connect_timeout_s,
-            proxy=proxy_for(self.url),
-        )
+        try:
+            self._transport = http1.Http1Client(
+                self.url,
+                ssl_context=context if tls else None,
+                max_idle=pool_size,
+                connect_timeout_s=connect_timeout_s,
+                proxy=proxy_for(self.url),
+            )
+        except ValueError as exc:
+            raise UpstreamSetupError(f"the Encord domain {domain!r} is unusable: {exc}") from exc
 
     def close(self) -> None:
         self._transport.close()
@@ -210,6 +215,9 @@ class EncordClient:
             return self._unwrap(response.status, response.body, call)
         except errors.GatewayError as exc:
             outcome = exc.reason
+            raise
+        except Exception:
+            outcome = "INTERNAL"  # a bug: the frame answers INTERNAL, and the metrics must not say ok
             raise
         finally:
             elapsed = time.monotonic() - started

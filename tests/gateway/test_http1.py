@@ -28,6 +28,7 @@ from encord_gateway.http1 import (
     MAX_INTERIM_ANSWERS,
     ConnectFailed,
     ConnectionLost,
+    ConnectTimeout,
     ExchangeTimeout,
     Http1Client,
     MalformedResponse,
@@ -194,15 +195,61 @@ def test_chunked_with_content_length_reads_the_chunks_and_does_not_reuse(
     assert server.accepts == 2
 
 
-def test_transfer_coding_before_chunked_is_undone_or_refused(serve: Serve, client: MakeClient) -> None:
+@pytest.mark.parametrize(
+    "codings", [b"Transfer-Encoding: gzip, chunked", b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked"]
+)
+def test_transfer_coding_under_chunked_is_refused(serve: Serve, client: MakeClient, codings: bytes) -> None:
     encoded = gzip.compress(PLAIN)
-    reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+    reply = b"HTTP/1.1 200 OK\r\n" + codings + b"\r\n\r\n"
     server = serve(replying(reply + b"%x\r\n%s\r\n0\r\n\r\n" % (len(encoded), encoded)))
-    try:
-        body = client(server.url()).post(HEADERS, BODY, soon()).body
-    except MalformedResponse:
-        return  # refusing what it cannot decode is as good as decoding it
-    assert body == PLAIN
+    http = client(server.url())
+    with pytest.raises(MalformedResponse, match="Transfer-Encoding"):
+        http.post(HEADERS, BODY, soon())
+    assert http._idle == []
+
+
+def test_multi_member_gzip_is_decoded_whole(serve: Serve, client: MakeClient) -> None:
+    # RFC 1952 allows several members; urllib3 (so the SDK) decodes them all.
+    encoded = gzip.compress(PLAIN[:100]) + gzip.compress(PLAIN[100:])
+    reply = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(encoded)
+    server = serve(replying(reply + encoded))
+    assert client(server.url()).post(HEADERS, BODY, soon()).body == PLAIN
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encoded"),
+    [("gzip", gzip.compress(b"{}") + b"junk"), ("deflate", zlib.compress(b"{}") + b"junk")],
+)
+def test_bytes_after_the_compressed_body_are_malformed(
+    serve: Serve, client: MakeClient, encoding: str, encoded: bytes
+) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n"
+    server = serve(replying(head % (encoding.encode(), len(encoded)) + encoded))
+    with pytest.raises(MalformedResponse):
+        client(server.url()).post(HEADERS, BODY, soon())
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+        b"HTTP/1.\xff 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 999 What\r\nContent-Length: 2\r\n\r\nok",
+    ],
+    ids=["two-lengths", "non-ascii-version", "unknown-version", "status-999"],
+)
+def test_unframeable_heads_are_malformed(serve: Serve, client: MakeClient, head: bytes) -> None:
+    server = serve(replying(head))
+    http = client(server.url())
+    with pytest.raises(MalformedResponse):
+        http.post(HEADERS, BODY, soon())
+    assert http._idle == []
+
+
+def test_a_repeated_equal_content_length_is_accepted(serve: Serve, client: MakeClient) -> None:
+    server = serve(replying(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"))
+    assert client(server.url()).post(HEADERS, BODY, soon()).body == b"ok"
 
 
 def _raw_deflate(data: bytes) -> bytes:
@@ -792,7 +839,8 @@ def test_deadline_passes_while_waiting(serve: Serve, client: MakeClient, handler
 def test_deadline_passes_during_the_tls_handshake(serve: Serve, client: MakeClient, tls: Tls) -> None:
     server = serve(lambda wire: wire.server.stop.wait())  # accepts, never speaks TLS
     started = time.monotonic()
-    with pytest.raises(ExchangeTimeout):
+    # No connection was ever set up, so nothing was sent: a ConnectFailed, which callers may retry.
+    with pytest.raises(ConnectTimeout, match="the TLS handshake"):
         client(f"https://127.0.0.1:{server.port}{PATH}", ssl_context=tls.trusting()).post(
             HEADERS, BODY, started + SHORT_S
         )
@@ -1002,7 +1050,7 @@ def test_proxy_never_answering_the_connect_times_out(serve: Serve, client: MakeC
             connect_timeout_s=SHORT_S,
         )
         deadline = soon(30)
-    with pytest.raises(ExchangeTimeout, match="the proxy's tunnel"):
+    with pytest.raises(ConnectTimeout, match="the proxy's tunnel"):
         http.post(HEADERS, BODY, deadline)
     elapsed = time.monotonic() - started
     assert SHORT_S - 0.05 <= elapsed < SHORT_S + MARGIN_S
@@ -1126,3 +1174,35 @@ def test_proxy_for_honours_no_proxy(environ: pytest.MonkeyPatch, no_proxy: str, 
     environ.delenv("NO_PROXY")
     environ.setenv("no_proxy", no_proxy)
     assert upstream.proxy_for(ENCORD) == expected
+
+
+# Hosts and proxy URLs ------------------------------------------------------------------------------
+
+
+def test_an_internationalised_host_goes_out_in_its_ascii_form() -> None:
+    origin = Origin.of("https://bücher.example:8443/public/user")
+    assert origin.host == "xn--bcher-kva.example"
+    assert origin.authority == "xn--bcher-kva.example:8443"
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("http://user:s3cr/et@proxy.example:3128", "s3cr"),  # '/' ends the authority early
+        ("http://user:98765/x@proxy.example:3128", "98765"),  # the password read as a port
+        ("http://user:s3cr?et@proxy.example:3128", "s3cr"),
+    ],
+)
+def test_a_proxy_url_that_does_not_parse_is_refused_without_quoting_it(url: str, secret: str) -> None:
+    with pytest.raises(ValueError, match="percent-encode") as caught:
+        Proxy.of(url)
+    assert secret not in str(caught.value)
+
+
+def test_a_non_ascii_proxy_password_is_sent_as_latin_1_like_requests() -> None:
+    proxy = Proxy.of("http://user:p%C3%A4ss@proxy.example:3128")
+    assert proxy.authorization == "Basic " + base64.b64encode("user:päss".encode("latin-1")).decode()
+
+
+def test_an_ipv6_proxy() -> None:
+    assert Proxy.of("http://[::1]:3128").origin == Origin("http", "::1", 3128)

@@ -1,4 +1,4 @@
-"""EncordClient's retry rule: lists on any transient failure; creates only when nothing was sent.
+"""EncordClient: lists retried on any transient failure, creates only when nothing was sent; setup.
 
 The transport is scripted here, because which attempt fails, and how, must be exact: a real
 listener cannot refuse the first two connections and accept the third on cue.
@@ -14,7 +14,7 @@ import pytest
 from encord_gateway import errors, http1
 from encord_gateway.devstack import write_ssh_key
 from encord_gateway.signing import load_signing_key
-from encord_gateway.upstream import Deadline, EncordClient, RetryPolicy, UpstreamCall
+from encord_gateway.upstream import Deadline, EncordClient, RetryPolicy, UpstreamCall, UpstreamSetupError
 
 OK = http1.Response(200, {}, json.dumps({"status": 200, "response": "0-new-key"}).encode())
 
@@ -22,14 +22,14 @@ OK = http1.Response(200, {}, json.dumps({"status": 200, "response": "0-new-key"}
 class ScriptedTransport:
     """Answers each post with the next item: an exception to raise or a Response to return."""
 
-    def __init__(self, *script: http1.Response | http1.HttpError) -> None:
+    def __init__(self, *script: http1.Response | Exception) -> None:
         self.script = list(script)
         self.posts = 0
 
     def post(self, headers: object, body: bytes, deadline: float) -> http1.Response:
         self.posts += 1
         item = self.script.pop(0)
-        if isinstance(item, http1.HttpError):
+        if isinstance(item, Exception):
             raise item
         return item
 
@@ -89,3 +89,31 @@ def test_an_attempt_reports_its_own_http_status(client: EncordClient) -> None:
         client.call(call)
     assert call.outcome.attempts == 4
     assert call.outcome.http_status == 0
+
+
+def test_a_connect_timeout_is_unreachable_and_a_create_is_tried_again(client: EncordClient) -> None:
+    # A firewall that drops the connection attempt: nothing was sent, as with a refusal.
+    transport = ScriptedTransport(http1.ConnectTimeout("connecting timed out"), OK)
+    client._transport = transport  # type: ignore[assignment]
+    assert client.call(create()) == "0-new-key"
+    assert transport.posts == 2
+
+
+def test_an_unexpected_failure_is_not_counted_as_ok(tmp_path: Path) -> None:
+    write_ssh_key(tmp_path / "key")
+    key = load_signing_key(key_file=str(tmp_path / "key"), key_text=None, passphrase=None, source=None)
+    outcomes: list[str] = []
+    encord = EncordClient(
+        "http://127.0.0.1:9", key, on_attempt=lambda call, s, outcome: outcomes.append(outcome)
+    )
+    encord._transport = ScriptedTransport(RuntimeError("a bug"))  # type: ignore[assignment]
+    with pytest.raises(RuntimeError):
+        encord.call(create())
+    assert outcomes == ["INTERNAL"]
+
+
+def test_an_unusable_domain_is_a_setup_error(tmp_path: Path) -> None:
+    write_ssh_key(tmp_path / "key")
+    key = load_signing_key(key_file=str(tmp_path / "key"), key_text=None, passphrase=None, source=None)
+    with pytest.raises(UpstreamSetupError, match="unusable"):
+        EncordClient("https://" + "ü" * 70 + ".example", key)  # a label IDNA cannot encode
