@@ -106,13 +106,12 @@ class UpstreamSetupError(Exception):
     """The way to Encord cannot be set up (a CA bundle that does not load, an unusable proxy)."""
 
 
-def verifying_context(verify: Literal[True] | str) -> ssl.SSLContext:
-    """A TLS context that trusts `verify` (a bundle file or a directory) or, for True, certifi's roots.
+def verifying_context(location: str) -> ssl.SSLContext:
+    """A TLS context that trusts the CA bundle at `location` (a file or a directory of them).
 
     One context, with the bundle loaded once, serves every connection: loading
     certifi's bundle costs about 30 ms of CPU and 0.5 to 1 MB per context.
     """
-    location = verify if isinstance(verify, str) else certifi.where()
     try:
         if os.path.isdir(location):
             return ssl.create_default_context(capath=location)
@@ -161,11 +160,11 @@ class EncordClient:
         self.ca_bundle = verify if isinstance(verify, str) else certifi.where()
         # One bounded pool: keep-alive connections are reused across calls and
         # threads (the SDK opens a new connection for every call). The transport
-        # never repeats a request; retries are decided here, so that creates are
-        # never repeated. The environment's proxy is read once, at start-up.
+        # never repeats a request; retries are decided here, so that a create is
+        # never sent twice. The environment's proxy is read once, at start-up.
         # A CA bundle given is loaded even for an http:// domain: a broken one is refused at start.
         tls = self.url.startswith("https:")
-        context = verifying_context(verify) if tls or isinstance(verify, str) else None
+        context = verifying_context(self.ca_bundle) if tls or isinstance(verify, str) else None
         try:
             self._transport = http1.Http1Client(
                 self.url,
