@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml client_stubs/python/pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m encord_gateway.demo $(ARGS)
+	$(PY) -m encord_gateway.dev.demo $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(ARGS)

@@ -37,7 +37,7 @@ from typing import IO, Any
 
 import report
 import stack
-from encord_gateway.devstack import write_fixture, write_ssh_key
+from encord_gateway.dev.devstack import write_fixture, write_ssh_key
 from loadgen import FloorClient
 
 BENCH = Path(__file__).resolve().parent

@@ -3,7 +3,7 @@
 #
 # Each language is built first (Go modules, Maven artifacts and npm packages come
 # from their registries), then its interop test and example run under the repo's
-# dev stack (`python -m encord_gateway.devstack`): a fresh emulator and gateway on
+# dev stack (`python -m encord_gateway.dev.devstack`): a fresh emulator and gateway on
 # free loopback ports, with ENCORD_GATEWAY_ADDRESS, ENCORD_DEMO_PROJECT and
 # ENCORD_DEMO_DATASET set. ENCORD_INTEROP_REQUIRED=1 turns the tests' "no gateway,
 # skip" into a failure. Exits non-zero if any language fails.
@@ -33,7 +33,7 @@ step() {
   fi
 }
 # live COMMAND...: runs COMMAND (from the repo root) against a fresh emulator and gateway.
-live() { ENCORD_INTEROP_REQUIRED=1 "$py" -m encord_gateway.devstack --token -- "$@"; }
+live() { ENCORD_INTEROP_REQUIRED=1 "$py" -m encord_gateway.dev.devstack --token -- "$@"; }
 
 passed=0
 for lang in $langs; do

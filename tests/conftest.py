@@ -7,7 +7,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from encord_gateway.devstack import Stack, running_stack, write_ssh_key
+from encord_gateway.dev.devstack import Stack, running_stack, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 
 

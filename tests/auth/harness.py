@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 import requests
 from auth.pki import Authority, Issued
-from encord_gateway.devstack import Service, Stack, running_stack
+from encord_gateway.dev.devstack import Service, Stack, running_stack
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status

@@ -10,10 +10,10 @@ from pathlib import Path
 import grpc
 import pytest
 from encord_gateway import errors
-from encord_gateway.audit import AUDIT_FACTS, AuditFacts, AuditTrail, BadQuery, lookup, query_prefix
-from encord_gateway.audit_cli import run
-from encord_gateway.calls import CallRecord
+from encord_gateway.access.audit import AuditTrail, BadQuery, lookup, query_prefix
 from encord_gateway.cli import build_parser
+from encord_gateway.cli.audit import run
+from encord_gateway.context import AuditFacts, CallRecord
 
 KEY = "0-1ProjectKeyForTheAuditTestsAAAAAAAAAAAAAAAA"
 FINGERPRINT = hashlib.sha256(KEY.encode()).hexdigest()[:16]
@@ -38,7 +38,7 @@ def minted_record() -> tuple[CallRecord, AuditFacts]:
         key_returned=True,
         created=True,
     )
-    rec.extra[AUDIT_FACTS] = facts
+    rec.audit = facts
     return rec, facts
 
 
@@ -107,7 +107,7 @@ def test_a_short_prefix_is_refused(query: str) -> None:
 
 def test_lookup_finds_mint_records_among_log_lines() -> None:
     rec, facts = minted_record()
-    from encord_gateway.audit import audit_line
+    from encord_gateway.access.audit import audit_line
 
     mint = json.dumps(audit_line(rec, facts))
     other = json.dumps({**audit_line(rec, facts), "fingerprint": "ffffffffffffffff"})

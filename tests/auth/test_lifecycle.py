@@ -16,7 +16,14 @@ import grpc
 import pytest
 from auth.harness import call, callers_toml, secured_stack, sha256, wait_for_output
 from auth.pki import Authority
-from encord_gateway.devstack import DEMO_DATASET, DEMO_PROJECT, Stack, cli_argv, running_stack, start_service
+from encord_gateway.dev.devstack import (
+    DEMO_DATASET,
+    DEMO_PROJECT,
+    Stack,
+    cli_argv,
+    running_stack,
+    start_service,
+)
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc

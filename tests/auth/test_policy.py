@@ -8,20 +8,13 @@ from typing import Any
 import grpc
 import pytest
 from encord_gateway import errors
-from encord_gateway.audit import AUDIT_FACTS, AuditFacts
-from encord_gateway.auth import AuthFailure, _WithoutCredentials, authenticate, certificate_identities
-from encord_gateway.calls import CallRecord
+from encord_gateway.access.auth import AuthFailure, _WithoutCredentials, authenticate, certificate_identities
+from encord_gateway.access.gatekeeper import Access, Gatekeeper, KeyIntent
+from encord_gateway.access.policy import PRINCIPAL, Policy, PolicyHolder, Principal
+from encord_gateway.access.policy_toml import load_policy
+from encord_gateway.access.ratelimit import Rate, RateLimits, TokenBucket
 from encord_gateway.config import ConfigError
-from encord_gateway.policy import (
-    PRINCIPAL,
-    Gatekeeper,
-    KeyIntent,
-    Policy,
-    PolicyHolder,
-    Principal,
-    load_policy,
-)
-from encord_gateway.ratelimit import Rate, RateLimits, TokenBucket
+from encord_gateway.context import AuditFacts, CallRecord
 from encord_gateway.scopes import ALL_DATASET_SCOPES, ALL_PROJECT_SCOPES
 
 PROJECT = "6ac8a6a4-6a64-4d4b-9a1c-3f1e3c2b9d10"
@@ -257,18 +250,25 @@ def record(method: str) -> CallRecord:
 
 
 def admitted(gatekeeper: Gatekeeper, name: str, method: str, intent: KeyIntent) -> CallRecord:
+    return admitted_with_access(gatekeeper, name, method, intent)[0]
+
+
+def admitted_with_access(
+    gatekeeper: Gatekeeper, name: str, method: str, intent: KeyIntent
+) -> tuple[CallRecord, Access | None]:
     """Runs the gatekeeper as the servicer would, as caller `name`; raises what the gatekeeper raises."""
     rec = record(method)
+    access = None
     token = PRINCIPAL.set(Principal(name, caller(name), "token"))
     try:
         if method.startswith("List"):
-            rec.extra["access"] = gatekeeper.read(rec, intent)
+            access = gatekeeper.read(rec, intent)
         else:
             with gatekeeper.mint(rec, intent) as minting:
                 minting.key("the-minted-key", intent.scopes, created=True)
     finally:
         PRINCIPAL.reset(token)
-    return rec
+    return rec, access
 
 
 GATEKEEPER_CASES = [
@@ -328,16 +328,12 @@ def test_a_master_key_needs_the_whole_ceiling() -> None:
 
 def test_reveal_follows_the_grant() -> None:
     gatekeeper = Gatekeeper(PolicyHolder(POLICY))
-    assert (
-        not admitted(gatekeeper, "vendor", "ListProjectApiKeys", KeyIntent.project(PROJECT))
-        .extra["access"]
-        .reveal_keys
-    )
-    assert (
-        admitted(gatekeeper, "admin", "ListProjectApiKeys", KeyIntent.project(PROJECT))
-        .extra["access"]
-        .reveal_keys
-    )
+    _, vendor = admitted_with_access(gatekeeper, "vendor", "ListProjectApiKeys", KeyIntent.project(PROJECT))
+    _, admin = admitted_with_access(gatekeeper, "admin", "ListProjectApiKeys", KeyIntent.project(PROJECT))
+    assert vendor is not None
+    assert not vendor.reveal_keys
+    assert admin is not None
+    assert admin.reveal_keys
 
 
 def test_without_an_authenticated_caller_a_configured_gatekeeper_refuses() -> None:
@@ -391,7 +387,7 @@ def test_a_minted_key_is_audited_by_fingerprint_before_it_is_returned() -> None:
         gatekeeper, "admin", "CreateProjectApiKey", KeyIntent.project(PROJECT, "t", ("label.read",))
     )
     [facts] = trail.lines
-    assert facts is rec.extra[AUDIT_FACTS]
+    assert facts is rec.audit
     assert facts.fingerprint == hashlib.sha256(b"the-minted-key").hexdigest()[:16]
     assert (facts.key_returned, facts.created, facts.scopes_granted) == (True, True, ("label.read",))
     assert "the-minted-key" not in repr(facts)
@@ -406,7 +402,7 @@ def test_validate_only_mints_nothing_and_is_marked() -> None:
             pass  # the servicer lists instead of creating
     finally:
         PRINCIPAL.reset(token)
-    facts = rec.extra[AUDIT_FACTS]
+    facts = rec.audit
     assert facts.validate_only
     assert not facts.key_returned
     assert facts.fingerprint == ""

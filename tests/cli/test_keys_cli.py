@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from encord_gateway.devstack import Stack, running_stack
+from encord_gateway.dev.devstack import Stack, running_stack
 from interop.fakes import make_pki
 
 ERROR_LINE = re.compile(r"^encord-gateway keys: error: [A-Z_]+( \([A-Z_]+\))?: .+$")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from encord_gateway import keys_cli
 from encord_gateway.cli import build_parser
+from encord_gateway.cli import keys as keys_cli
 from encord_gateway_client import DatasetApiKey, DatasetScope, ProjectApiKey, ProjectScope
 
 PROJECT = "6ac8a6a4-6a64-4d4b-9a1c-3f1e3c2b9d10"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from emulator.harness import ROLES, Emulator, Spawn, spawn_emulator, stop_all
-from encord_gateway.devstack import write_ssh_key
+from encord_gateway.dev.devstack import write_ssh_key
 
 
 @pytest.fixture(scope="session")

@@ -12,13 +12,7 @@ import requests
 from encord import EncordUserClient
 from encord.configs import SshConfig
 from encord.http.error_utils import check_error_response
-from encord_gateway.devstack import (
-    DEMO_DATASET,
-    DEMO_PROJECT,
-    Service,
-    cli_argv,
-    start_service,
-)
+from encord_gateway.dev.devstack import DEMO_DATASET, DEMO_PROJECT, Service, cli_argv, start_service
 
 PROJECT = DEMO_PROJECT
 OTHER_PROJECT = "9b1f5c3e-2d4a-4e8b-8f6a-7c5d4e3b2a10"  # administered by the outsider only

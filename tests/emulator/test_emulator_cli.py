@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_pri
 from cryptography.x509.oid import NameOID
 from emulator.harness import PROJECT, Spawn, sdk_body, sdk_exception
 from encord.exceptions import AuthenticationError
-from encord_gateway.devstack import cli_argv
+from encord_gateway.dev.devstack import cli_argv
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:

@@ -54,7 +54,7 @@ def test_example_fixtures_load(path: Path | None) -> None:
 
 
 def test_bundled_demo_fixture_uses_the_devstack_hashes() -> None:
-    from encord_gateway.devstack import DEMO_DATASET, DEMO_PROJECT
+    from encord_gateway.dev.devstack import DEMO_DATASET, DEMO_PROJECT
 
     hashes = {r.resource_hash for r in parse_fixture(demo_fixture_text()).resources}
     assert hashes == {DEMO_PROJECT, DEMO_DATASET}

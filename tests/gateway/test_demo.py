@@ -9,7 +9,7 @@ import sys
 
 def test_demo_calls_every_operation_and_stops_cleanly() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "encord_gateway.demo"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "encord_gateway.dev.demo"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from encord.client import EncordClient
-from encord_gateway.devstack import DEMO_DATASET, DEMO_PROJECT, Stack, running_stack
+from encord_gateway.dev.devstack import DEMO_DATASET, DEMO_PROJECT, Stack, running_stack
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from support.emulator import EmulatorAdmin

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from encord_gateway.devstack import DEMO_PROJECT, Stack, start_gateway, write_ssh_key
+from encord_gateway.dev.devstack import DEMO_PROJECT, Stack, start_gateway, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from support.emulator import EmulatorAdmin

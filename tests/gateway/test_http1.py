@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 from auth.pki import Authority
-from encord_gateway import upstream
-from encord_gateway.http1 import (
+from encord_gateway.upstream import client as upstream
+from encord_gateway.upstream.http1 import (
     MAX_HEAD_BYTES,
     MAX_HEADER_LINES,
     MAX_INTERIM_ANSWERS,
@@ -323,7 +323,7 @@ def test_decoded_body_is_held_to_the_body_limit(
     size: int,
     fits: bool,
 ) -> None:
-    monkeypatch.setattr("encord_gateway.http1.MAX_BODY_BYTES", SMALL_LIMIT)
+    monkeypatch.setattr("encord_gateway.upstream.http1.MAX_BODY_BYTES", SMALL_LIMIT)
     plain = b"0" * size
     encoded = compress(plain)
     assert len(encoded) < SMALL_LIMIT // 4  # small on the wire: only decoding makes it large
@@ -342,7 +342,7 @@ def test_decoded_body_is_held_to_the_body_limit(
 def test_chunked_gzip_bomb_is_malformed(
     serve: Serve, client: MakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("encord_gateway.http1.MAX_BODY_BYTES", SMALL_LIMIT)
+    monkeypatch.setattr("encord_gateway.upstream.http1.MAX_BODY_BYTES", SMALL_LIMIT)
     encoded = gzip.compress(b"0" * 100 * SMALL_LIMIT)
     reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n"
     server = serve(replying(reply + b"%x\r\n%s\r\n0\r\n\r\n" % (len(encoded), encoded)))
@@ -555,7 +555,7 @@ def test_connection_idle_too_long_is_not_reused(
     serve: Serve, client: MakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Long enough that two posts in a row never outlast it, even on a loaded machine.
-    monkeypatch.setattr("encord_gateway.http1.MAX_IDLE_S", 0.2)
+    monkeypatch.setattr("encord_gateway.upstream.http1.MAX_IDLE_S", 0.2)
     closed = threading.Event()
 
     def handle(wire: Wire) -> None:

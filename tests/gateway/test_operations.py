@@ -11,13 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
-from encord_gateway.devstack import (
-    DEMO_DATASET,
-    DEMO_PROJECT,
-    Stack,
-    running_stack,
-    start_gateway,
-)
+from encord_gateway.dev.devstack import DEMO_DATASET, DEMO_PROJECT, Stack, running_stack, start_gateway
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc

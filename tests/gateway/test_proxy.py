@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 from auth.pki import Authority
-from encord_gateway.devstack import (
+from encord_gateway.dev.devstack import (
     DEMO_PROJECT,
     Service,
     cli_argv,

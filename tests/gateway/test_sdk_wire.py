@@ -11,7 +11,7 @@ import pytest
 from encord.orm.dataset import DatasetScope
 from encord.user_client import EncordUserClient
 from encord.utilities.client_utilities import APIKeyScopes
-from encord_gateway.devstack import start_gateway
+from encord_gateway.dev.devstack import start_gateway
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from support.recorder import Recorded, envelope, recording_server
@@ -91,7 +91,7 @@ def recorder() -> Iterator[tuple[str, list[Recorded]]]:
 
 @pytest.fixture(scope="module")
 def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from encord_gateway.devstack import write_ssh_key
+    from encord_gateway.dev.devstack import write_ssh_key
 
     path = tmp_path_factory.mktemp("wire") / "id_ed25519"
     write_ssh_key(path)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from encord_gateway.devstack import cli_argv, start_service, write_ssh_key
+from encord_gateway.dev.devstack import cli_argv, start_service, write_ssh_key
 
 # Never reaches a network: every case fails before the server binds.
 UNREACHABLE = "http://127.0.0.1:9"

@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from encord_gateway import errors, http1
-from encord_gateway.devstack import write_ssh_key
-from encord_gateway.signing import load_signing_key
-from encord_gateway.upstream import Deadline, EncordClient, RetryPolicy, UpstreamCall, UpstreamSetupError
+from encord_gateway import errors
+from encord_gateway.context import Deadline
+from encord_gateway.dev.devstack import write_ssh_key
+from encord_gateway.upstream import http1
+from encord_gateway.upstream.client import EncordClient, RetryPolicy, UpstreamCall, UpstreamSetupError
+from encord_gateway.upstream.signing import load_signing_key
 
 OK = http1.Response(200, {}, json.dumps({"status": 200, "response": "0-new-key"}).encode())
 

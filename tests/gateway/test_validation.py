@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 import pytest
-from encord_gateway.devstack import start_gateway, write_ssh_key
+from encord_gateway.dev.devstack import start_gateway, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2

@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 import pytest
-from encord_gateway.devstack import running_stack
+from encord_gateway.dev.devstack import running_stack
 from encord_gateway_client import DatasetScope, GatewayClient, GatewayError, ProjectScope, connect
 from interop.fakes import make_pki
 
@@ -55,7 +55,7 @@ class Target:
 
 @pytest.fixture(scope="module")
 def gateway_env(request: pytest.FixtureRequest) -> dict[str, str]:
-    """The stack's variables: the shared script's (`python -m encord_gateway.devstack -- pytest ...`)
+    """The stack's variables: the shared script's (`python -m encord_gateway.dev.devstack -- pytest ...`)
     when it started this run, else a stack of this module's own."""
     # ENCORD_EMULATOR_URL too, so that a developer's ENCORD_GATEWAY_ADDRESS pointing at a
     # real gateway (and real Encord) is never used to mint test keys.

@@ -24,7 +24,7 @@ import grpc
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
-from encord_gateway.devstack import Service, cli_argv, start_service, write_fixture, write_ssh_key
+from encord_gateway.dev.devstack import Service, cli_argv, start_service, write_fixture, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from grpc_status import rpc_status
 

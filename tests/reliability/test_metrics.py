@@ -10,11 +10,12 @@ from concurrent import futures
 import grpc
 import pytest
 import requests
-from encord_gateway import auth, errors
-from encord_gateway.calls import CallRecord
+from encord_gateway import errors
+from encord_gateway.access import auth
+from encord_gateway.api.metrics import KNOWN_REASONS, OTHER, GatewayMetrics, bounded_reason
 from encord_gateway.config import ConfigError
-from encord_gateway.metrics import KNOWN_REASONS, OTHER, GatewayMetrics, bounded_reason
-from encord_gateway.upstream import Deadline, UpstreamCall
+from encord_gateway.context import CallRecord, Deadline
+from encord_gateway.upstream.client import UpstreamCall
 from prometheus_client import CollectorRegistry
 
 SECRET_LOOKING = "0-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-xyz"

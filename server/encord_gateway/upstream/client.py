@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import random
-import secrets
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -17,9 +16,11 @@ from typing import Any, Literal
 import certifi
 import requests.utils
 
-from encord_gateway import errors, http1
+from encord_gateway import errors
+from encord_gateway.context import CallOutcome, Deadline, trace_header
 from encord_gateway.logs import FIELDS
-from encord_gateway.signing import RequestSigner, SigningKey
+from encord_gateway.upstream import http1
+from encord_gateway.upstream.signing import RequestSigner, SigningKey
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +32,6 @@ TRANSIENT_HTTP_STATUSES = frozenset({429, 502, 503})
 MIN_ATTEMPT_S = 0.05
 # No connection could be opened, so nothing was sent: safe to try again for any call, even a create.
 UNREACHABLE = "UPSTREAM_UNREACHABLE"
-
-
-def new_trace_id() -> str:
-    """32 random hex digits, the form of Google's trace ids."""
-    return secrets.token_hex(16)
-
-
-def trace_header(trace_id: str) -> str:
-    """Google's `X-Cloud-Trace-Context` form, as the SDK sends it."""
-    return f"{trace_id}/1;o=1"
 
 
 def encode_body(query_type: str, query_method: str, uid: Any, payload: Any) -> bytes:
@@ -62,30 +53,6 @@ class RetryPolicy:
     def backoff(self, attempt: int) -> float:
         ceiling = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** (attempt - 1))
         return random.uniform(0, ceiling)
-
-
-@dataclass
-class CallOutcome:
-    """What one upstream call did, for the call log and metrics."""
-
-    attempts: int = 0
-    http_status: int = 0
-    encord_code: str = ""
-    retries: int = 0
-
-
-@dataclass(frozen=True)
-class Deadline:
-    """An absolute point in time (monotonic clock) by which the caller wants its answer."""
-
-    at: float
-
-    @classmethod
-    def after(cls, seconds: float) -> Deadline:
-        return cls(time.monotonic() + seconds)
-
-    def remaining(self) -> float:
-        return self.at - time.monotonic()
 
 
 @dataclass

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import grpc
@@ -17,90 +15,19 @@ from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from encord_gateway.audit import AuditTrail
-from encord_gateway.auth import AuthInterceptor
-from encord_gateway.calls import CallObserver, RpcFrame
-from encord_gateway.config import ConfigError, Settings, split_host_port
-from encord_gateway.keys import KeyOperations
-from encord_gateway.logs import FIELDS
-from encord_gateway.policy import Gatekeeper, Policy, PolicyHolder, load_policy
-from encord_gateway.ratelimit import RateLimits
-from encord_gateway.service import SERVICE_NAME, ApiKeyServicer
-from encord_gateway.signing import SigningKey
-from encord_gateway.tls import ServerTls, server_tls
-from encord_gateway.upstream import EncordClient, RetryPolicy, UpstreamCall
+from encord_gateway.access.auth import AuthInterceptor
+from encord_gateway.access.gatekeeper import Gatekeeper
+from encord_gateway.access.security import Security
+from encord_gateway.api.frame import RpcFrame
+from encord_gateway.api.servicer import SERVICE_NAME, ApiKeyServicer
+from encord_gateway.config import Settings, split_host_port
+from encord_gateway.context import CallObserver
+from encord_gateway.upstream.client import EncordClient, RetryPolicy, UpstreamCall
+from encord_gateway.upstream.operations import KeyOperations
+from encord_gateway.upstream.signing import SigningKey
 
 log = logging.getLogger(__name__)
 _WORKERS = "rpc"  # the handler threads' name prefix
-
-
-@dataclass
-class Security:
-    """Who may call and what they may do: the swappable policy, TLS, the audit trail and the rate buckets."""
-
-    holder: PolicyHolder
-    audit: AuditTrail | None = None
-    tls: ServerTls | None = None
-    limits: RateLimits = field(default_factory=RateLimits)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Security:
-        """Raises ConfigError for a bad policy, unusable TLS files or an audit log that cannot be opened."""
-        holder = PolicyHolder(load_policy(settings.document))
-        tls = server_tls(settings)
-        try:
-            audit = AuditTrail(settings.audit_log)
-        except OSError as exc:
-            raise ConfigError(f"audit_log {settings.audit_log} cannot be opened: {exc.strerror}") from None
-        return cls(holder, audit, tls)
-
-    def reload(self, new: Settings, running: Settings) -> Policy:
-        """Swaps in the policy (and re-read TLS files) of `new`; ConfigError leaves everything as it was."""
-        policy = load_policy(new.document)
-        if policy.open and not self.holder.current.open:
-            # An emptied or truncated file must not turn deny-by-default into open.
-            raise ConfigError(
-                "the new config has no [[callers]], which would open the gateway; restart to run open"
-            )
-        problem = exposure(running, policy)
-        if problem and not running.insecure:
-            raise ConfigError(f"{problem}; the reload would open the gateway")
-        if self.tls is not None:
-            self.tls.reload(running)
-        self.holder.current = policy
-        self.limits.forget_except({c.name for c in policy.callers})
-        if self.audit is not None:
-            try:
-                self.audit.reopen()
-            except OSError as exc:
-                log.error(
-                    "audit log not reopened; writing on to the old one",
-                    extra={FIELDS: {"error": exc.strerror}},
-                )
-        return policy
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name other than localhost may resolve to anything
-
-
-def exposure(settings: Settings, policy: Policy) -> str:
-    """Why anyone who reaches the listen address could mint admin keys, or "" if they could not."""
-    host, _ = split_host_port(settings.listen, "listen")
-    if is_loopback(host) or not policy.open or settings.client_ca:
-        return ""
-    # TLS alone authenticates the gateway to callers, not callers to the gateway: with no callers and
-    # no client CA it would be the same open relay, only encrypted.
-    transport = "TLS without client certificates" if settings.tls_cert else "no TLS"
-    return (
-        f"{settings.listen} is not a loopback address, and with {transport} and no [[callers]] "
-        "anyone who reaches it could mint admin keys"
-    )
 
 
 class GatewayServer:

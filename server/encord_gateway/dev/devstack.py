@@ -270,7 +270,7 @@ def stop_on_signals() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m encord_gateway.devstack",
+        prog="python -m encord_gateway.dev.devstack",
         description="Start an emulator and a gateway on free loopback ports and run COMMAND against them "
         "(with ENCORD_GATEWAY_ADDRESS, ENCORD_EMULATOR_URL, ENCORD_DEMO_PROJECT and ENCORD_DEMO_DATASET "
         "set); without COMMAND, print those variables and serve until interrupted.",

@@ -7,10 +7,10 @@ from collections.abc import Iterable
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 
-from encord_gateway import validation
-from encord_gateway.calls import CallRecord, RpcFrame, rpc
-from encord_gateway.keys import CallScope, DatasetKey, KeyOperations, ProjectKey
-from encord_gateway.policy import Access, Gatekeeper, KeyIntent
+from encord_gateway.access.gatekeeper import Access, Gatekeeper, KeyIntent
+from encord_gateway.api import validation
+from encord_gateway.api.frame import RpcFrame, rpc
+from encord_gateway.context import CallContext, CallRecord
 from encord_gateway.redaction import fingerprint
 from encord_gateway.scopes import (
     ALL_DATASET_SCOPES,
@@ -20,6 +20,7 @@ from encord_gateway.scopes import (
     PROJECT_SCOPE_NUMBERS,
     PROJECT_SCOPES,
 )
+from encord_gateway.upstream.operations import DatasetKey, KeyOperations, ProjectKey
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ApiKeyService"].full_name
 
@@ -162,9 +163,9 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
         return dataset_key_message(key)
 
 
-def _scope(record: CallRecord) -> CallScope:
-    assert record.scope is not None, "RpcFrame.begin sets the scope"
-    return record.scope
+def _scope(record: CallRecord) -> CallContext:
+    assert record.context is not None, "RpcFrame.begin sets the scope"
+    return record.context
 
 
 def _project_numbers(scopes: Iterable[str]) -> list[pb.ApiKeyScope]:

@@ -11,13 +11,15 @@ import sys
 from typing import Any
 
 from encord_gateway import config, logs
-from encord_gateway.metrics import GatewayMetrics
-from encord_gateway.policy import Policy
-from encord_gateway.server import GatewayServer, Security, exposure, is_loopback
-from encord_gateway.signing import SigningKeyError, load_signing_key
-from encord_gateway.upstream import UpstreamSetupError
+from encord_gateway.access.exposure import exposure, is_loopback
+from encord_gateway.access.policy import Policy
+from encord_gateway.access.security import Security
+from encord_gateway.api.metrics import GatewayMetrics
+from encord_gateway.api.server import GatewayServer
+from encord_gateway.upstream.client import UpstreamSetupError
+from encord_gateway.upstream.signing import SigningKeyError, load_signing_key
 
-log = logging.getLogger("encord_gateway.serve")
+log = logging.getLogger("encord_gateway.cli.serve")
 
 EXIT_CONFIG = 2
 # Settings that only take effect at start-up; the policy ([[callers]]) and the TLS files' contents reload.

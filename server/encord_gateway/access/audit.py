@@ -11,11 +11,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from encord_gateway import errors
-from encord_gateway.calls import CallRecord
+from encord_gateway.context import AuditFacts, CallRecord
 from encord_gateway.logs import FIELDS
 from encord_gateway.redaction import fingerprint
 
@@ -26,25 +25,6 @@ AUDIT_FACTS = "audit"
 # Every audit line has "type": "audit", so the trail can share a stream with the JSON log.
 LINE_TYPE = "audit"
 MIN_PREFIX_HEX = 8
-
-
-@dataclass
-class AuditFacts:
-    """What the gatekeeper (or the interceptor, for a refused caller) knows that a CallRecord does not."""
-
-    caller: str
-    auth: str
-    kind: str
-    title: str = ""
-    scopes_asked: tuple[str, ...] = ()
-    scopes_granted: tuple[str, ...] = ()
-    fingerprint: str = ""
-    key_returned: bool = False
-    created: bool | None = None
-    validate_only: bool = False
-    identity: str = ""
-    detail: str = ""
-    written: bool = False
 
 
 def utc_now() -> str:
@@ -149,7 +129,7 @@ class AuditTrail:
 
     def call_finished(self, record: CallRecord) -> None:
         """At call end: the line of every call that reached policy and was not already committed."""
-        facts = record.extra.get(AUDIT_FACTS)
+        facts = record.audit
         if not isinstance(facts, AuditFacts) or facts.written:
             return
         try:

@@ -13,10 +13,10 @@ from encord_gateway import __version__
 # `run(args) -> int`; it is imported only when chosen, so `keys` does not load
 # the server and `serve` does not load the emulator.
 SUBCOMMANDS = {
-    "serve": ("encord_gateway.serve", "run the gRPC gateway"),
+    "serve": ("encord_gateway.cli.serve", "run the gRPC gateway"),
     "emulator": ("encord_gateway.emulator.cli", "run the local Encord emulator"),
-    "keys": ("encord_gateway.keys_cli", "create and list API keys through a running gateway"),
-    "audit": ("encord_gateway.audit_cli", "search the audit trail (who minted a key?)"),
+    "keys": ("encord_gateway.cli.keys", "create and list API keys through a running gateway"),
+    "audit": ("encord_gateway.cli.audit", "search the audit trail (who minted a key?)"),
 }
 
 

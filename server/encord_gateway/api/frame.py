@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import NamedTuple, TypeVar
 
 import grpc
 
 from encord_gateway import errors
-from encord_gateway.keys import CallScope
+from encord_gateway.context import (
+    CALLER,
+    TRACE_METADATA,
+    CallContext,
+    CallObserver,
+    CallRecord,
+    Deadline,
+    incoming_trace_id,
+    trace_header,
+)
 from encord_gateway.logs import FIELDS
-from encord_gateway.upstream import Deadline, new_trace_id, trace_header
 
-log = logging.getLogger("encord_gateway.calls")
-
-TRACE_METADATA = "x-cloud-trace-context"
-_TRACE_RE = re.compile(r"^([0-9a-fA-F]{32})(?:/\d+)?(?:;o=[01])?$")
-# The authenticated caller's name, set by the auth interceptor while the call runs.
-CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("encord_gateway_caller", default="")
+log = logging.getLogger("encord_gateway.api.frame")
 
 
 class _Status(NamedTuple):
@@ -36,48 +36,6 @@ class _Status(NamedTuple):
 
 class _StatusAdapter(_Status, grpc.Status):
     pass
-
-
-@dataclass
-class CallRecord:
-    """What one RPC did: what the log line, the audit trail and the metrics see."""
-
-    method: str
-    trace_id: str
-    started: float
-    resource_hash: str = ""
-    caller: str = ""
-    peer: str = ""
-    code: grpc.StatusCode = grpc.StatusCode.OK
-    reason: str = ""
-    scope: CallScope | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def duration_s(self) -> float:
-        return time.monotonic() - self.started
-
-    @property
-    def upstream_status(self) -> str:
-        """The last upstream answer: Encord's code, else the HTTP status, else nothing."""
-        if not self.scope or not self.scope.upstream:
-            return ""
-        last = self.scope.upstream[-1]
-        return last.encord_code or (str(last.http_status) if last.http_status else "")
-
-
-class CallObserver(Protocol):
-    def call_finished(self, record: CallRecord) -> None: ...
-
-
-def incoming_trace_id(metadata: Sequence[tuple[str, str | bytes]]) -> str:
-    """The caller's trace id from `x-cloud-trace-context`, else a new one."""
-    for key, value in metadata:
-        if key == TRACE_METADATA and isinstance(value, str):
-            match = _TRACE_RE.match(value.strip())
-            if match:
-                return match.group(1).lower()
-    return new_trace_id()
 
 
 class RpcFrame:
@@ -103,7 +61,7 @@ class RpcFrame:
         seconds = min(seconds, self.max_deadline_s)
         record = CallRecord(method=method, trace_id=trace_id, started=time.monotonic(), peer=context.peer())
         record.caller = CALLER.get()
-        record.scope = CallScope(Deadline.after(seconds), trace_id)
+        record.context = CallContext(Deadline.after(seconds), trace_id)
         return record
 
     def finish(self, record: CallRecord) -> None:
@@ -114,7 +72,7 @@ class RpcFrame:
             "code": record.code.name,
             "reason": record.reason,
             "upstream_status": record.upstream_status,
-            "upstream_attempts": sum(o.attempts for o in record.scope.upstream) if record.scope else 0,
+            "upstream_attempts": sum(o.attempts for o in record.context.upstream) if record.context else 0,
             "duration_ms": round(record.duration_s * 1000, 2),
             "trace_id": record.trace_id,
         }

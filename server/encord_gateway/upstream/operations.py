@@ -7,23 +7,32 @@ import logging
 import threading
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from encord_gateway import errors
+from encord_gateway.context import CallContext, Deadline
 from encord_gateway.scopes import (
     ALL_DATASET_SCOPES,
     ALL_PROJECT_SCOPES,
     DATASET_SCOPE_NUMBERS,
     PROJECT_SCOPE_NUMBERS,
 )
-from encord_gateway.upstream import CallOutcome, Deadline, EncordClient, UpstreamCall
-from encord_gateway.validation import KeyRequest
+from encord_gateway.upstream.client import EncordClient, UpstreamCall
 
 log = logging.getLogger(__name__)
 
 PROJECT_KEY_TYPE = "projectapikey"
 DATASET_KEY_TYPE = "datasetapikey"
+
+
+@dataclass(frozen=True)
+class KeyRequest:
+    """A validated create request: the resource, the title, and Encord's scope strings in order."""
+
+    resource_hash: str
+    title: str
+    scopes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -41,15 +50,6 @@ class DatasetKey:
     title: str
     key_hash: str
     scopes: tuple[str, ...]
-
-
-@dataclass
-class CallScope:
-    """Per-RPC context handed to the operations: deadline, trace id, and what upstream did."""
-
-    deadline: Deadline
-    trace_id: str
-    upstream: list[CallOutcome] = field(default_factory=list)
 
 
 class StripedLocks:
@@ -78,7 +78,7 @@ class KeyOperations:
         self._get_or_create = StripedLocks()
 
     def _call(
-        self, scope: CallScope, query_type: str, method: str, uid: Any, payload: Any, *, retryable: bool
+        self, scope: CallContext, query_type: str, method: str, uid: Any, payload: Any, *, retryable: bool
     ) -> Any:
         call = UpstreamCall(query_type, method, uid, payload, scope.deadline, scope.trace_id, retryable)
         scope.upstream.append(call.outcome)
@@ -86,20 +86,20 @@ class KeyOperations:
 
     # Projects ---------------------------------------------------------------
 
-    def create_project_key(self, request: KeyRequest, scope: CallScope) -> ProjectKey:
+    def create_project_key(self, request: KeyRequest, scope: CallContext) -> ProjectKey:
         payload = {"title": request.title, "scopes": list(request.scopes)}
         answer = self._call(scope, PROJECT_KEY_TYPE, "POST", request.resource_hash, payload, retryable=False)
         if not isinstance(answer, str) or not answer:
             raise _bad_answer("a created project key", scope)
         return ProjectKey(answer, request.title, request.scopes, request.resource_hash)
 
-    def list_project_keys(self, project_hash: str, scope: CallScope) -> list[ProjectKey]:
+    def list_project_keys(self, project_hash: str, scope: CallContext) -> list[ProjectKey]:
         answer = self._call(scope, PROJECT_KEY_TYPE, "GET", project_hash, None, retryable=True)
         return [
             _project_key(item, project_hash, scope) for item in _list_answer(answer, "project keys", scope)
         ]
 
-    def get_or_create_project_key(self, project_hash: str, scope: CallScope) -> tuple[ProjectKey, bool]:
+    def get_or_create_project_key(self, project_hash: str, scope: CallContext) -> tuple[ProjectKey, bool]:
         lock = self._get_or_create.acquire(project_hash, scope.deadline, scope.trace_id)
         try:
             for key in self.list_project_keys(project_hash, scope):
@@ -112,7 +112,7 @@ class KeyOperations:
 
     # Datasets ---------------------------------------------------------------
 
-    def create_dataset_key(self, request: KeyRequest, scope: CallScope) -> DatasetKey:
+    def create_dataset_key(self, request: KeyRequest, scope: CallContext) -> DatasetKey:
         payload = {
             "dataset_hash": request.resource_hash,
             "title": request.title,
@@ -121,14 +121,14 @@ class KeyOperations:
         answer = self._call(scope, DATASET_KEY_TYPE, "POST", None, payload, retryable=False)
         return _dataset_key(answer, request.resource_hash, scope)
 
-    def list_dataset_keys(self, dataset_hash: str, scope: CallScope) -> list[DatasetKey]:
+    def list_dataset_keys(self, dataset_hash: str, scope: CallContext) -> list[DatasetKey]:
         payload = {"dataset_hash": dataset_hash}
         answer = self._call(scope, DATASET_KEY_TYPE, "GET", None, payload, retryable=True)
         return [
             _dataset_key(item, dataset_hash, scope) for item in _list_answer(answer, "dataset keys", scope)
         ]
 
-    def get_or_create_dataset_key(self, dataset_hash: str, scope: CallScope) -> tuple[DatasetKey, bool]:
+    def get_or_create_dataset_key(self, dataset_hash: str, scope: CallContext) -> tuple[DatasetKey, bool]:
         lock = self._get_or_create.acquire(dataset_hash, scope.deadline, scope.trace_id)
         try:
             for key in self.list_dataset_keys(dataset_hash, scope):
@@ -143,13 +143,13 @@ class KeyOperations:
 # Parsing Encord's answers ---------------------------------------------------
 
 
-def _bad_answer(what: str, scope: CallScope) -> errors.UpstreamUnavailable:
+def _bad_answer(what: str, scope: CallContext) -> errors.UpstreamUnavailable:
     return errors.UpstreamUnavailable(
         f"Encord's answer is not {what}", reason="UPSTREAM_BAD_RESPONSE", trace_id=scope.trace_id
     )
 
 
-def _list_answer(answer: Any, what: str, scope: CallScope) -> list[Any]:
+def _list_answer(answer: Any, what: str, scope: CallContext) -> list[Any]:
     # The SDK turns a null list into ResourceNotFoundError, and so do we.
     if answer is None:
         raise errors.EncordNotFound(
@@ -160,7 +160,7 @@ def _list_answer(answer: Any, what: str, scope: CallScope) -> list[Any]:
     return answer
 
 
-def _scopes(value: Any, known: Mapping[str, object], scope: CallScope) -> tuple[str, ...]:
+def _scopes(value: Any, known: Mapping[str, object], scope: CallContext) -> tuple[str, ...]:
     """Scopes as a list or, as Encord sometimes sends them, a JSON-encoded list."""
     if isinstance(value, str):
         try:
@@ -185,7 +185,7 @@ def _scopes(value: Any, known: Mapping[str, object], scope: CallScope) -> tuple[
     return tuple(kept)
 
 
-def _key_fields(item: Any, what: str, scope: CallScope) -> dict[str, Any]:
+def _key_fields(item: Any, what: str, scope: CallContext) -> dict[str, Any]:
     """A key's JSON object, which must hold `api_key` and `title` strings."""
     if not isinstance(item, dict) or not isinstance(item.get("api_key"), str):
         raise _bad_answer(what, scope)
@@ -194,7 +194,7 @@ def _key_fields(item: Any, what: str, scope: CallScope) -> dict[str, Any]:
     return item
 
 
-def _project_key(item: Any, project_hash: str, scope: CallScope) -> ProjectKey:
+def _project_key(item: Any, project_hash: str, scope: CallContext) -> ProjectKey:
     fields = _key_fields(item, "a project key", scope)
     return ProjectKey(
         fields["api_key"],
@@ -204,7 +204,7 @@ def _project_key(item: Any, project_hash: str, scope: CallScope) -> ProjectKey:
     )
 
 
-def _dataset_key(item: Any, dataset_hash: str, scope: CallScope) -> DatasetKey:
+def _dataset_key(item: Any, dataset_hash: str, scope: CallContext) -> DatasetKey:
     fields = _key_fields(item, "a dataset key", scope)
     key_hash = fields.get("key_hash")
     return DatasetKey(

@@ -11,10 +11,15 @@ from encord_gateway_client.v1 import api_keys_pb2 as pb
 from google.protobuf.message import DecodeError
 
 from encord_gateway import errors
-from encord_gateway.audit import AUDIT_FACTS, AuditFacts
-from encord_gateway.calls import CALLER, TRACE_METADATA, CallRecord, incoming_trace_id
-from encord_gateway.policy import PRINCIPAL, Policy, PolicyHolder, Principal
-from encord_gateway.upstream import trace_header
+from encord_gateway.access.policy import PRINCIPAL, Policy, PolicyHolder, Principal
+from encord_gateway.context import (
+    CALLER,
+    TRACE_METADATA,
+    AuditFacts,
+    CallRecord,
+    incoming_trace_id,
+    trace_header,
+)
 
 AUTHORIZATION = "authorization"
 SERVICE_PREFIX = "/" + pb.DESCRIPTOR.services_by_name["ApiKeyService"].full_name + "/"
@@ -247,7 +252,7 @@ class AuthInterceptor(_ServerInterceptor):
             reason=error.reason,
         )
         if facts is not None:
-            record.extra[AUDIT_FACTS] = facts
+            record.audit = facts
         if self._finish is not None:
             self._finish(record)
         status = error.to_status()

@@ -36,9 +36,9 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from encord_gateway.calls import CallRecord
 from encord_gateway.config import split_host_port
-from encord_gateway.upstream import UpstreamCall
+from encord_gateway.context import CallRecord
+from encord_gateway.upstream.client import UpstreamCall
 
 __all__ = ["KNOWN_REASONS", "OTHER", "GatewayMetrics", "bounded_reason"]
 

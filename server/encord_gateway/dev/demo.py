@@ -13,7 +13,7 @@ import requests
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 
-from encord_gateway.devstack import DEMO_DATASET, DEMO_PROJECT, Stack, running_stack, stop_on_signals
+from encord_gateway.dev.devstack import DEMO_DATASET, DEMO_PROJECT, Stack, running_stack, stop_on_signals
 from encord_gateway.scopes import DATASET_SCOPES, PROJECT_SCOPES
 
 

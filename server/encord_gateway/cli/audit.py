@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from encord_gateway.audit import BadQuery, lookup, query_prefix
+from encord_gateway.access.audit import BadQuery, lookup, query_prefix
 
 EXIT_FOUND, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
 

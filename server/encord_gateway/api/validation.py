@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from encord_gateway.errors import FieldViolation, InvalidRequest
+from encord_gateway.upstream.operations import KeyRequest
 
 # Encord titles are free text; 255 matches the usual database column and keeps
 # audit lines bounded. Longer titles are refused rather than cut.
 MAX_TITLE_LENGTH = 255
-
-
-@dataclass(frozen=True)
-class KeyRequest:
-    """A validated create request: the resource, the title, and Encord's scope strings in order."""
-
-    resource_hash: str
-    title: str
-    scopes: tuple[str, ...]
 
 
 def resource_hash(value: str, field: str, violations: list[FieldViolation]) -> str:

@@ -1,0 +1,160 @@
+"""The gatekeeper every RPC passes after validation: the caller's rule, rate limit and audit commit."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from encord_gateway_client.v1 import api_keys_pb2 as pb
+
+from encord_gateway import errors
+from encord_gateway.access.audit import AuditTrail
+from encord_gateway.access.policy import ANONYMOUS, PRINCIPAL, CallerRule, PolicyHolder, Principal
+from encord_gateway.access.ratelimit import RateLimits
+from encord_gateway.context import AuditFacts, CallRecord
+from encord_gateway.redaction import fingerprint
+
+log = logging.getLogger(__name__)
+
+METHODS = tuple(pb.DESCRIPTOR.services_by_name["ApiKeyService"].methods_by_name)
+WILDCARD = "*"
+
+
+# The request --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyIntent:
+    """What a call wants to touch or mint, in Encord's terms."""
+
+    kind: str  # "project" or "dataset"
+    resource_hash: str
+    title: str = ""
+    scopes: tuple[str, ...] = ()
+
+    @classmethod
+    def project(cls, resource_hash: str, title: str = "", scopes: tuple[str, ...] = ()) -> KeyIntent:
+        return cls("project", resource_hash, title, scopes)
+
+    @classmethod
+    def dataset(cls, resource_hash: str, title: str = "", scopes: tuple[str, ...] = ()) -> KeyIntent:
+        return cls("dataset", resource_hash, title, scopes)
+
+
+@dataclass(frozen=True)
+class Access:
+    """What an allowed read may see."""
+
+    reveal_keys: bool = True
+
+
+@dataclass
+class Minting:
+    """Filled in by the servicer once Encord has minted (or found) a key."""
+
+    api_key: str = field(default="", repr=False)
+    scopes: tuple[str, ...] = ()
+    created: bool = True
+    done: bool = field(default=False)
+
+    def key(self, api_key: str, scopes: tuple[str, ...], *, created: bool = True) -> None:
+        self.api_key, self.scopes, self.created, self.done = api_key, scopes, created, True
+
+
+# The gatekeeper -------------------------------------------------------------------------------------
+
+
+class RuleDenied(errors.PolicyDenied):
+    """PERMISSION_DENIED whose ErrorInfo also names the caller and the rule's particulars."""
+
+    def __init__(self, message: str, *, reason: str, caller: str, **extra: str) -> None:
+        super().__init__(message, reason=reason)
+        self.extra = {"caller": caller, **extra}
+
+    def metadata(self) -> dict[str, str]:
+        return {**super().metadata(), **self.extra}
+
+
+class Gatekeeper:
+    """Admits or refuses each call by the caller's rule, and audits what was minted before it is returned.
+
+    Without a holder it is the open gatekeeper: every request allowed and every key revealed.
+    """
+
+    def __init__(
+        self,
+        holder: PolicyHolder | None = None,
+        audit: AuditTrail | None = None,
+        limits: RateLimits | None = None,
+    ) -> None:
+        self._holder = holder
+        self._audit = audit
+        self._limits = limits or RateLimits()
+
+    def read(self, record: CallRecord, intent: KeyIntent) -> Access:
+        principal, _ = self._admit(record, intent, minting=False)
+        return Access(reveal_keys=principal.rule is None or principal.rule.reveal_keys)
+
+    @contextlib.contextmanager
+    def mint(self, record: CallRecord, intent: KeyIntent) -> Iterator[Minting]:
+        _, facts = self._admit(record, intent, minting=True)
+        minting = Minting()
+        yield minting
+        if not minting.done:
+            facts.validate_only = True  # nothing minted; the call-end audit line says so
+            return
+        facts.key_returned, facts.created = True, minting.created
+        facts.scopes_granted, facts.fingerprint = minting.scopes, fingerprint(minting.api_key)
+        if self._audit is not None:
+            # Fail closed: no audit line, no key. Raised here, the key never reaches the response.
+            self._audit.commit(record, facts)
+
+    def _admit(self, record: CallRecord, intent: KeyIntent, *, minting: bool) -> tuple[Principal, AuditFacts]:
+        principal = PRINCIPAL.get()
+        if principal is None:
+            if self._holder is not None and not self._holder.current.open:
+                # Callers are configured but no interceptor vouched for this one: refuse, never open up.
+                raise errors.Unauthenticated("no caller identity", reason="NO_CREDENTIALS")
+            principal = ANONYMOUS
+        record.caller = principal.name
+        facts = AuditFacts(
+            caller=principal.name,
+            auth=principal.auth,
+            kind=intent.kind,
+            title=intent.title,
+            scopes_asked=intent.scopes if minting else (),
+        )
+        record.audit = facts
+        if principal.rule is not None:
+            self._check(principal.rule, record.method, intent, minting=minting)
+        return principal, facts
+
+    def _check(self, rule: CallerRule, method: str, intent: KeyIntent, *, minting: bool) -> None:
+        # The bucket comes first: refused calls cost a token too, so hammering denials is throttled.
+        wait = self._limits.take(rule.name, rule.rate)
+        if wait > 0:
+            raise errors.RateLimited(
+                f"caller {rule.name!r} is over its rate limit; retry in {wait:.2f}s", retry_after_s=wait
+            )
+        if method not in rule.methods:
+            raise RuleDenied(
+                f"caller {rule.name!r} may not call {method}",
+                reason="METHOD_NOT_ALLOWED_FOR_CALLER", caller=rule.name, method=method,
+            )  # fmt: skip
+        if not rule.resources(intent.kind).permits(intent.resource_hash):
+            raise RuleDenied(
+                f"caller {rule.name!r} may not touch {intent.kind} {intent.resource_hash}",
+                reason="RESOURCE_NOT_ALLOWED", caller=rule.name, resource_hash=intent.resource_hash,
+            )  # fmt: skip
+        if minting:
+            over = [s for s in intent.scopes if s not in rule.ceiling(intent.kind)]
+            if over:
+                # GetOrCreate always asks for the master key, which carries every scope.
+                why = "a master key has every scope, and " if method.startswith("GetOrCreate") else ""
+                raise RuleDenied(
+                    f"{why}caller {rule.name!r} may not put {', '.join(over)} on a {intent.kind} key "
+                    f"(its ceiling: {', '.join(sorted(rule.ceiling(intent.kind))) or 'none'})",
+                    reason="SCOPE_ABOVE_CEILING", caller=rule.name, scopes_over_ceiling=",".join(over),
+                )  # fmt: skip
