@@ -1,36 +1,60 @@
-"""The gateway's error tree; each class names its gRPC code, and one function turns any into a status.
+"""The gateway's error tree: one class per reason, each naming its gRPC code; the tree is the mapping table.
 
 GatewayError
-├── InvalidRequest                 INVALID_ARGUMENT   bad input, caught before any upstream call
-├── Unauthenticated                UNAUTHENTICATED    no or bad caller credentials
-├── PolicyDenied                   PERMISSION_DENIED  the caller's policy forbids it
-├── RateLimited                    RESOURCE_EXHAUSTED the caller is over its rate limit
-├── AuditUnavailable               UNAVAILABLE        the audit record could not be written
-└── UpstreamError                  (anything Encord said, or failed to say)
-    ├── EncordError                an Encord error envelope; the class follows its code
-    │   ├── EncordInvalidArguments INVALID_ARGUMENT
-    │   ├── EncordNotFound         NOT_FOUND
-    │   ├── EncordPermissionDenied PERMISSION_DENIED
-    │   ├── SigningKeyRejected     FAILED_PRECONDITION
-    │   ├── EncordAlreadyExists    ALREADY_EXISTS
-    │   └── EncordUnknownCode      UNKNOWN
-    ├── UpstreamRateLimited        RESOURCE_EXHAUSTED HTTP 429
-    ├── UpstreamUnavailable        UNAVAILABLE        refused/reset connection, HTTP 5xx, not an envelope
-    └── UpstreamDeadlineExceeded   DEADLINE_EXCEEDED  the caller's deadline ran out
+├── InvalidRequest                   INVALID_ARGUMENT    INVALID_REQUEST
+├── Unauthenticated                  UNAUTHENTICATED     UNAUTHENTICATED
+│   ├── NoCredentials                                    NO_CREDENTIALS
+│   └── InvalidCredentials                               INVALID_CREDENTIALS
+├── PolicyDenied                     PERMISSION_DENIED   POLICY_DENIED
+│   ├── MethodNotAllowed                                 METHOD_NOT_ALLOWED_FOR_CALLER
+│   ├── ResourceNotAllowed                               RESOURCE_NOT_ALLOWED
+│   └── ScopeAboveCeiling                                SCOPE_ABOVE_CEILING
+├── RateLimited                      RESOURCE_EXHAUSTED  RATE_LIMITED
+├── AuditUnavailable                 UNAVAILABLE         AUDIT_UNAVAILABLE
+├── Internal                         INTERNAL            INTERNAL
+└── UpstreamError
+    ├── EncordError                                      (Encord's code)
+    │   ├── EncordInvalidArguments   INVALID_ARGUMENT    INVALID_ARGUMENTS_ERROR
+    │   ├── EncordNotFound           NOT_FOUND           RESOURCE_NOT_FOUND_ERROR
+    │   ├── EncordPermissionDenied   PERMISSION_DENIED   AUTHORISATION_ERROR
+    │   │   └── EncordOperationNotAllowed                OPERATION_NOT_ALLOWED
+    │   ├── SigningKeyRejected       FAILED_PRECONDITION AUTHENTICATION_ERROR
+    │   │   ├── SshKeyNotFound                           SSH_KEY_NOT_FOUND_ERROR
+    │   │   └── DuplicateSshKey                          DUPLICATE_SSH_KEY_ERROR
+    │   ├── EncordAlreadyExists      ALREADY_EXISTS      RESOURCE_EXISTS_ERROR
+    │   └── EncordUnknownCode        UNKNOWN             (any other code)
+    │       ├── EncordMethodNotAllowed                   METHOD_NOT_ALLOWED_ERROR
+    │       └── EncordUnknownError                       UNKNOWN_ERROR
+    ├── UpstreamRateLimited          RESOURCE_EXHAUSTED  UPSTREAM_RATE_LIMITED
+    ├── UpstreamUnavailable          UNAVAILABLE         UPSTREAM_UNAVAILABLE
+    │   ├── UpstreamUnreachable                          UPSTREAM_UNREACHABLE (nothing sent)
+    │   ├── UpstreamTimeout                              UPSTREAM_TIMEOUT
+    │   ├── UpstreamConnectionLost                       UPSTREAM_CONNECTION_ERROR
+    │   ├── UpstreamBadResponse                          UPSTREAM_BAD_RESPONSE
+    │   └── UpstreamHttpError                            UPSTREAM_HTTP_ERROR
+    └── UpstreamDeadlineExceeded     DEADLINE_EXCEEDED   DEADLINE_EXCEEDED
+
+A subclass that declares `reason` is registered in REASONS; metrics, retries and the docs tests read it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import grpc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from encord_gateway.context import TRACE_METADATA, trace_header
+
 DOMAIN = "encord-gateway"
+# Every reason the gateway can answer with, and the class that carries it.
+REASONS: dict[str, type[GatewayError]] = {}
+# Encord's codes and the class each becomes; any other code is EncordUnknownCode, with the code as reason.
+ENCORD_CODES: dict[str, type[EncordError]] = {}
 
 
 @dataclass(frozen=True)
@@ -41,36 +65,57 @@ class FieldViolation:
     description: str
 
 
+class _Status(NamedTuple):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+class _GrpcStatus(_Status, grpc.Status):
+    """A grpc.Status for abort_with_status: code, details and trailing metadata."""
+
+
 class GatewayError(Exception):
     """Base of every error the gateway answers with; never carries a secret in its text."""
 
     grpc_code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
-    default_reason: ClassVar[str] = "GATEWAY_ERROR"
+    reason: str = "GATEWAY_ERROR"
 
-    def __init__(self, message: str, *, reason: str | None = None, trace_id: str = "") -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "reason" in cls.__dict__:
+            taken = REASONS.setdefault(cls.reason, cls)
+            if taken is not cls:
+                raise TypeError(
+                    f"reason {cls.reason} is declared by both {taken.__name__} and {cls.__name__}"
+                )
+
+    def __init__(self, message: str, **metadata: str) -> None:
         super().__init__(message)
         self.message = message
-        self.reason = reason or self.default_reason
-        self.trace_id = trace_id
-
-    def metadata(self) -> dict[str, str]:
-        return {"trace_id": self.trace_id} if self.trace_id else {}
+        self.extra_metadata = dict(metadata)
 
     def details(self) -> list[Any]:
         """The google.rpc detail messages to send besides the ErrorInfo."""
         return []
 
-    def to_status(self) -> grpc.Status:
-        info = error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata())
+    def to_status(self, trace_id: str = "") -> grpc.Status:
+        """The status the caller gets: ErrorInfo (reason, domain, the trace id), details, the trace header."""
+        metadata = {"trace_id": trace_id, **self.extra_metadata} if trace_id else dict(self.extra_metadata)
+        info = error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=metadata)
         status = status_pb2.Status(code=self.grpc_code.value[0], message=self.message)
         for detail in (info, *self.details()):
             status.details.add().Pack(detail)
-        return rpc_status.to_status(status)
+        built = rpc_status.to_status(status)
+        trailers = tuple(built.trailing_metadata)
+        if trace_id:
+            trailers = (*trailers, (TRACE_METADATA, trace_header(trace_id)))
+        return _GrpcStatus(built.code, built.details, trailers)
 
 
 class InvalidRequest(GatewayError):
     grpc_code = grpc.StatusCode.INVALID_ARGUMENT
-    default_reason = "INVALID_REQUEST"
+    reason = "INVALID_REQUEST"
 
     def __init__(self, violations: Sequence[FieldViolation]) -> None:
         self.violations = list(violations)
@@ -90,20 +135,42 @@ class InvalidRequest(GatewayError):
 
 class Unauthenticated(GatewayError):
     grpc_code = grpc.StatusCode.UNAUTHENTICATED
-    default_reason = "UNAUTHENTICATED"
+    reason = "UNAUTHENTICATED"
+
+
+class NoCredentials(Unauthenticated):
+    reason = "NO_CREDENTIALS"
+
+
+class InvalidCredentials(Unauthenticated):
+    reason = "INVALID_CREDENTIALS"
 
 
 class PolicyDenied(GatewayError):
+    """PERMISSION_DENIED by the caller's rule; the ErrorInfo names the caller and the rule's particulars."""
+
     grpc_code = grpc.StatusCode.PERMISSION_DENIED
-    default_reason = "POLICY_DENIED"
+    reason = "POLICY_DENIED"
+
+
+class MethodNotAllowed(PolicyDenied):
+    reason = "METHOD_NOT_ALLOWED_FOR_CALLER"
+
+
+class ResourceNotAllowed(PolicyDenied):
+    reason = "RESOURCE_NOT_ALLOWED"
+
+
+class ScopeAboveCeiling(PolicyDenied):
+    reason = "SCOPE_ABOVE_CEILING"
 
 
 class RateLimited(GatewayError):
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
-    default_reason = "RATE_LIMITED"
+    reason = "RATE_LIMITED"
 
-    def __init__(self, message: str, *, retry_after_s: float, reason: str | None = None) -> None:
-        super().__init__(message, reason=reason)
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
         self.retry_after_s = retry_after_s
 
     def details(self) -> list[Any]:
@@ -114,7 +181,12 @@ class RateLimited(GatewayError):
 
 class AuditUnavailable(GatewayError):
     grpc_code = grpc.StatusCode.UNAVAILABLE
-    default_reason = "AUDIT_UNAVAILABLE"
+    reason = "AUDIT_UNAVAILABLE"
+
+
+class Internal(GatewayError):
+    grpc_code = grpc.StatusCode.INTERNAL
+    reason = "INTERNAL"
 
 
 class UpstreamError(GatewayError):
@@ -124,73 +196,125 @@ class UpstreamError(GatewayError):
 class EncordError(UpstreamError):
     """Encord answered with an error envelope: `{"status": n, "response": [CODE], "payload": ...}`."""
 
-    def __init__(self, code: str, message: str, *, trace_id: str = "") -> None:
-        super().__init__(message, reason=code, trace_id=trace_id)
+    # What the caller is told; Encord's own message, if any, follows it.
+    summary: ClassVar[str] = "Encord answered an error"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "reason" in cls.__dict__:
+            ENCORD_CODES[cls.reason] = cls
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
         self.encord_code = code
+        self.reason = code
 
 
 class EncordInvalidArguments(EncordError):
     grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_ARGUMENTS_ERROR"
+    summary = "Encord rejected the request's arguments"
 
 
 class EncordNotFound(EncordError):
     grpc_code = grpc.StatusCode.NOT_FOUND
+    reason = "RESOURCE_NOT_FOUND_ERROR"
+    summary = "Encord has no such project or dataset"
 
 
 class EncordPermissionDenied(EncordError):
     grpc_code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "AUTHORISATION_ERROR"
+    summary = "the gateway's Encord user may not do this"
+
+
+class EncordOperationNotAllowed(EncordPermissionDenied):
+    reason = "OPERATION_NOT_ALLOWED"
+    summary = "Encord does not allow this operation"
 
 
 class SigningKeyRejected(EncordError):
     grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "AUTHENTICATION_ERROR"
+    summary = "Encord refused the gateway's signing key"
+
+
+class SshKeyNotFound(SigningKeyRejected):
+    reason = "SSH_KEY_NOT_FOUND_ERROR"
+    summary = "Encord refused the gateway's signing key: no Encord user holds its public key"
+
+
+class DuplicateSshKey(SigningKeyRejected):
+    reason = "DUPLICATE_SSH_KEY_ERROR"
+    summary = "Encord refused the gateway's signing key: its public key is registered more than once"
 
 
 class EncordAlreadyExists(EncordError):
     grpc_code = grpc.StatusCode.ALREADY_EXISTS
+    reason = "RESOURCE_EXISTS_ERROR"
+    summary = "Encord says the resource already exists"
 
 
 class EncordUnknownCode(EncordError):
     grpc_code = grpc.StatusCode.UNKNOWN
 
 
+class EncordMethodNotAllowed(EncordUnknownCode):
+    reason = "METHOD_NOT_ALLOWED_ERROR"
+    summary = "Encord answered METHOD_NOT_ALLOWED_ERROR"
+
+
+class EncordUnknownError(EncordUnknownCode):
+    reason = "UNKNOWN_ERROR"
+    summary = "Encord answered UNKNOWN_ERROR"
+
+
 class UpstreamRateLimited(UpstreamError):
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
-    default_reason = "UPSTREAM_RATE_LIMITED"
+    reason = "UPSTREAM_RATE_LIMITED"
 
 
 class UpstreamUnavailable(UpstreamError):
     grpc_code = grpc.StatusCode.UNAVAILABLE
-    default_reason = "UPSTREAM_UNAVAILABLE"
+    reason = "UPSTREAM_UNAVAILABLE"
+
+
+class UpstreamUnreachable(UpstreamUnavailable):
+    """No connection could be opened, so nothing was sent: safe to try again for any call, even a create."""
+
+    reason = "UPSTREAM_UNREACHABLE"
+
+
+class UpstreamTimeout(UpstreamUnavailable):
+    reason = "UPSTREAM_TIMEOUT"
+
+
+class UpstreamConnectionLost(UpstreamUnavailable):
+    reason = "UPSTREAM_CONNECTION_ERROR"
+
+
+class UpstreamBadResponse(UpstreamUnavailable):
+    reason = "UPSTREAM_BAD_RESPONSE"
+
+
+class UpstreamHttpError(UpstreamUnavailable):
+    reason = "UPSTREAM_HTTP_ERROR"
 
 
 class UpstreamDeadlineExceeded(UpstreamError):
     grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
-    default_reason = "DEADLINE_EXCEEDED"
+    reason = "DEADLINE_EXCEEDED"
 
 
-# Encord's codes (encord/http/error_utils.py) and the class each becomes; any
-# other code is EncordUnknownCode, with the code kept as the reason.
-_ENCORD_CODES: dict[str, tuple[type[EncordError], str]] = {
-    "INVALID_ARGUMENTS_ERROR": (EncordInvalidArguments, "Encord rejected the request's arguments"),
-    "RESOURCE_NOT_FOUND_ERROR": (EncordNotFound, "Encord has no such project or dataset"),
-    "AUTHORISATION_ERROR": (EncordPermissionDenied, "the gateway's Encord user may not do this"),
-    "OPERATION_NOT_ALLOWED": (EncordPermissionDenied, "Encord does not allow this operation"),
-    "AUTHENTICATION_ERROR": (SigningKeyRejected, "Encord refused the gateway's signing key"),
-    "SSH_KEY_NOT_FOUND_ERROR": (
-        SigningKeyRejected,
-        "Encord refused the gateway's signing key: no Encord user holds its public key",
-    ),
-    "DUPLICATE_SSH_KEY_ERROR": (
-        SigningKeyRejected,
-        "Encord refused the gateway's signing key: its public key is registered more than once",
-    ),
-    "RESOURCE_EXISTS_ERROR": (EncordAlreadyExists, "Encord says the resource already exists"),
-}
-
-
-def encord_error(code: str, payload: Any = None, *, trace_id: str = "") -> EncordError:
+def encord_error(code: str, payload: Any = None) -> EncordError:
     """The typed error for an Encord error code; a string payload (Encord's message) is kept."""
-    cls, message = _ENCORD_CODES.get(code, (EncordUnknownCode, f"Encord answered {code}"))
+    cls = ENCORD_CODES.get(code, EncordUnknownCode)
+    message = cls.summary if cls is not EncordUnknownCode else f"Encord answered {code}"
     if isinstance(payload, str) and payload.strip():
         message = f"{message}: {payload.strip()[:500]}"
-    return cls(code, message, trace_id=trace_id)
+    return cls(code, message)
+
+
+def known_reasons() -> Mapping[str, type[GatewayError]]:
+    """Every registered reason and its class (a read-only view of REASONS)."""
+    return dict(REASONS)

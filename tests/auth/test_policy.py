@@ -297,7 +297,7 @@ def test_each_rule_allows_and_denies(name: str, method: str, intent: KeyIntent, 
         admitted(gatekeeper, name, method, intent)
     assert denied.value.reason == reason
     assert denied.value.grpc_code == grpc.StatusCode.PERMISSION_DENIED
-    assert denied.value.metadata()["caller"] == name
+    assert denied.value.extra_metadata["caller"] == name
 
 
 def test_a_scope_above_the_ceiling_is_named() -> None:
@@ -306,7 +306,7 @@ def test_a_scope_above_the_ceiling_is_named() -> None:
     with pytest.raises(errors.PolicyDenied) as denied:
         admitted(gatekeeper, "vendor", "CreateProjectApiKey", intent)
     assert "label.write, model.train" in denied.value.message
-    assert denied.value.metadata()["scopes_over_ceiling"] == "label.write,model.train"
+    assert denied.value.extra_metadata["scopes_over_ceiling"] == "label.write,model.train"
 
 
 def test_a_master_key_needs_the_whole_ceiling() -> None:

@@ -122,8 +122,7 @@ class AuditTrail:
                                 "method": record.method, "trace_id": record.trace_id}},
             )  # fmt: skip
             raise errors.AuditUnavailable(
-                "the audit trail cannot be written, so no key is returned; try again later",
-                trace_id=record.trace_id,
+                "the audit trail cannot be written, so no key is returned; try again later"
             ) from None
         facts.written = True
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 from encord_gateway_client.v1 import api_keys_pb2 as pb
@@ -14,11 +14,9 @@ from encord_gateway import errors
 from encord_gateway.access.policy import PRINCIPAL, Policy, PolicyHolder, Principal
 from encord_gateway.context import (
     CALLER,
-    TRACE_METADATA,
     AuditFacts,
     CallRecord,
     incoming_trace_id,
-    trace_header,
 )
 
 AUTHORIZATION = "authorization"
@@ -129,16 +127,6 @@ def _tolerant(parse: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | 
     return tolerant
 
 
-class _Refusal(NamedTuple):
-    code: grpc.StatusCode
-    details: str
-    trailing_metadata: tuple[tuple[str, str | bytes], ...]
-
-
-class _RefusalStatus(_Refusal, grpc.Status):
-    pass
-
-
 class _WithoutCredentials:
     """The ServicerContext the servicer sees: the same, minus the authorization metadata."""
 
@@ -196,7 +184,7 @@ class AuthInterceptor(_ServerInterceptor):
                     policy, context.auth_context(), context.invocation_metadata(), mtls=self._mtls
                 )
             except AuthFailure as failure:
-                error = errors.Unauthenticated(_TOLD[failure.reason], reason=failure.reason)
+                error = errors.REASONS[failure.reason](_TOLD[failure.reason])
                 facts = AuditFacts(
                     caller="", auth="none", kind="", identity=failure.identity, detail=failure.detail
                 )
@@ -233,7 +221,6 @@ class AuthInterceptor(_ServerInterceptor):
     ) -> None:
         """Answers `error` without running the servicer; the call gets its log line (and audit record)."""
         trace_id = incoming_trace_id(context.invocation_metadata())
-        error.trace_id = trace_id
         resource_hash = ""
         for field, kind in _HASH_FIELDS.items():
             if hasattr(request, field):
@@ -255,11 +242,4 @@ class AuthInterceptor(_ServerInterceptor):
             record.audit = facts
         if self._finish is not None:
             self._finish(record)
-        status = error.to_status()
-        context.abort_with_status(
-            _RefusalStatus(
-                status.code,
-                status.details,
-                (*status.trailing_metadata, (TRACE_METADATA, trace_header(trace_id))),
-            )
-        )
+        context.abort_with_status(error.to_status(trace_id))

@@ -66,17 +66,6 @@ class Minting:
 # The gatekeeper -------------------------------------------------------------------------------------
 
 
-class RuleDenied(errors.PolicyDenied):
-    """PERMISSION_DENIED whose ErrorInfo also names the caller and the rule's particulars."""
-
-    def __init__(self, message: str, *, reason: str, caller: str, **extra: str) -> None:
-        super().__init__(message, reason=reason)
-        self.extra = {"caller": caller, **extra}
-
-    def metadata(self) -> dict[str, str]:
-        return {**super().metadata(), **self.extra}
-
-
 class Gatekeeper:
     """Admits or refuses each call by the caller's rule, and audits what was minted before it is returned.
 
@@ -116,7 +105,7 @@ class Gatekeeper:
         if principal is None:
             if self._holder is not None and not self._holder.current.open:
                 # Callers are configured but no interceptor vouched for this one: refuse, never open up.
-                raise errors.Unauthenticated("no caller identity", reason="NO_CREDENTIALS")
+                raise errors.NoCredentials("no caller identity")
             principal = ANONYMOUS
         record.caller = principal.name
         facts = AuditFacts(
@@ -139,22 +128,21 @@ class Gatekeeper:
                 f"caller {rule.name!r} is over its rate limit; retry in {wait:.2f}s", retry_after_s=wait
             )
         if method not in rule.methods:
-            raise RuleDenied(
-                f"caller {rule.name!r} may not call {method}",
-                reason="METHOD_NOT_ALLOWED_FOR_CALLER", caller=rule.name, method=method,
-            )  # fmt: skip
+            raise errors.MethodNotAllowed(
+                f"caller {rule.name!r} may not call {method}", caller=rule.name, method=method
+            )
         if not rule.resources(intent.kind).permits(intent.resource_hash):
-            raise RuleDenied(
+            raise errors.ResourceNotAllowed(
                 f"caller {rule.name!r} may not touch {intent.kind} {intent.resource_hash}",
-                reason="RESOURCE_NOT_ALLOWED", caller=rule.name, resource_hash=intent.resource_hash,
+                caller=rule.name, resource_hash=intent.resource_hash,
             )  # fmt: skip
         if minting:
             over = [s for s in intent.scopes if s not in rule.ceiling(intent.kind)]
             if over:
                 # GetOrCreate always asks for the master key, which carries every scope.
                 why = "a master key has every scope, and " if method.startswith("GetOrCreate") else ""
-                raise RuleDenied(
+                raise errors.ScopeAboveCeiling(
                     f"{why}caller {rule.name!r} may not put {', '.join(over)} on a {intent.kind} key "
                     f"(its ceiling: {', '.join(sorted(rule.ceiling(intent.kind))) or 'none'})",
-                    reason="SCOPE_ABOVE_CEILING", caller=rule.name, scopes_over_ceiling=",".join(over),
+                    caller=rule.name, scopes_over_ceiling=",".join(over),
                 )  # fmt: skip

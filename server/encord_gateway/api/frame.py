@@ -6,7 +6,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
 import grpc
 
@@ -24,18 +24,6 @@ from encord_gateway.context import (
 from encord_gateway.logs import FIELDS
 
 log = logging.getLogger("encord_gateway.api.frame")
-
-
-class _Status(NamedTuple):
-    """A grpc.Status: code, details and trailing metadata (the details and the trace id)."""
-
-    code: grpc.StatusCode
-    details: str
-    trailing_metadata: tuple[tuple[str, str | bytes], ...]
-
-
-class _StatusAdapter(_Status, grpc.Status):
-    pass
 
 
 class RpcFrame:
@@ -105,27 +93,19 @@ def rpc(
         def wrapper(self: Servicer, request: Request, context: grpc.ServicerContext) -> Response:
             frame: RpcFrame = self.frame  # type: ignore[attr-defined]
             record = frame.begin(method, context)
-            trace = ((TRACE_METADATA, trace_header(record.trace_id)),)
             try:
                 response = handler(self, request, record)
-                context.set_trailing_metadata(trace)
+                context.set_trailing_metadata(((TRACE_METADATA, trace_header(record.trace_id)),))
                 return response
             except errors.GatewayError as exc:
                 record.code, record.reason = exc.grpc_code, exc.reason
-                exc.trace_id = exc.trace_id or record.trace_id
-                status = exc.to_status()
-                context.abort_with_status(
-                    _StatusAdapter(status.code, status.details, (*status.trailing_metadata, *trace))
-                )
+                context.abort_with_status(exc.to_status(record.trace_id))
                 raise  # abort_with_status raises; this keeps the type checker informed
             except Exception:
-                record.code, record.reason = grpc.StatusCode.INTERNAL, "INTERNAL"
+                bug = errors.Internal(f"internal error; trace id {record.trace_id}")
+                record.code, record.reason = bug.grpc_code, bug.reason
                 log.exception("bug: unhandled error in %s (trace %s)", method, record.trace_id)
-                context.abort_with_status(
-                    _StatusAdapter(
-                        grpc.StatusCode.INTERNAL, f"internal error; trace id {record.trace_id}", trace
-                    )
-                )
+                context.abort_with_status(bug.to_status(record.trace_id))
                 raise
             finally:
                 frame.finish(record)

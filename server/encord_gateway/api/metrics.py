@@ -36,6 +36,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from encord_gateway import errors
 from encord_gateway.config import split_host_port
 from encord_gateway.context import CallRecord
 from encord_gateway.upstream.client import UpstreamCall
@@ -50,32 +51,20 @@ METHODS = frozenset(SERVICE.methods_by_name)
 QUERY_TYPES = frozenset({"projectapikey", "datasetapikey"})
 QUERY_METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
 CODES = frozenset(code.name for code in grpc.StatusCode)
-# The `reason` of every status the gateway answers with (errors.py, auth.py, policy.py, upstream.py) and
-# the Encord codes it knows; an unknown Encord code is counted as "OTHER_ENCORD_CODE".
-KNOWN_REASONS = frozenset(
-    {
-        # the gateway's own
-        "INVALID_REQUEST", "UNAUTHENTICATED", "NO_CREDENTIALS", "INVALID_CREDENTIALS", "POLICY_DENIED",
-        "METHOD_NOT_ALLOWED_FOR_CALLER", "RESOURCE_NOT_ALLOWED", "SCOPE_ABOVE_CEILING", "RATE_LIMITED",
-        "AUDIT_UNAVAILABLE", "GATEWAY_ERROR", "INTERNAL", "DEADLINE_EXCEEDED",
-        "UPSTREAM_UNAVAILABLE", "UPSTREAM_RATE_LIMITED", "UPSTREAM_TIMEOUT", "UPSTREAM_CONNECTION_ERROR",
-        "UPSTREAM_HTTP_ERROR", "UPSTREAM_BAD_RESPONSE", "UPSTREAM_UNREACHABLE",
-        # Encord's (encord/http/error_utils.py)
-        "INVALID_ARGUMENTS_ERROR", "RESOURCE_NOT_FOUND_ERROR", "AUTHORISATION_ERROR", "OPERATION_NOT_ALLOWED",
-        "AUTHENTICATION_ERROR", "SSH_KEY_NOT_FOUND_ERROR", "DUPLICATE_SSH_KEY_ERROR", "RESOURCE_EXISTS_ERROR",
-        "METHOD_NOT_ALLOWED_ERROR", "UNKNOWN_ERROR",
-    }
-)  # fmt: skip
+# The `reason` of every status the gateway answers with: the error tree's, which holds Encord's known
+# codes too; an unknown Encord code is counted as "OTHER_ENCORD_CODE".
+KNOWN_REASONS = frozenset(errors.REASONS)
 OTHER_REASON = "OTHER_ENCORD_CODE"
 # An attempt that ended with one of these never got an HTTP answer, whatever an earlier attempt got.
 _NO_RESPONSE = frozenset(
-    {
-        "UPSTREAM_CONNECTION_ERROR",
-        "UPSTREAM_UNREACHABLE",
-        "UPSTREAM_TIMEOUT",
-        "UPSTREAM_UNAVAILABLE",
-        "DEADLINE_EXCEEDED",
-    }
+    cls.reason
+    for cls in (
+        errors.UpstreamConnectionLost,
+        errors.UpstreamUnreachable,
+        errors.UpstreamTimeout,
+        errors.UpstreamUnavailable,
+        errors.UpstreamDeadlineExceeded,
+    )
 )
 # Calls take from milliseconds (a refusal) to the default 30 s deadline.
 CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

@@ -25,13 +25,22 @@ from encord_gateway.upstream.signing import RequestSigner, SigningKey
 log = logging.getLogger(__name__)
 
 USER_PATH = "/public/user"
-# The answers worth asking again for (googleapis' if_transient_error, less 500:
-# Encord's 500 is an unexpected server error, not a passing one).
-TRANSIENT_HTTP_STATUSES = frozenset({429, 502, 503})
+# HTTP statuses that come from whatever fronts Encord, not from its application: a passing state
+# (googleapis' if_transient_error, less 500: Encord's 500 is an unexpected server error, not a passing one).
+TRANSIENT_HTTP_STATUSES = frozenset({429, 502, 503, 504})
+# The transient set, named once: every failure worth asking again for a call that is safe to repeat
+# (a list): no connection, no answer in time, a broken connection, an answer that is not Encord's
+# envelope, and the statuses above. A create is repeated only when nothing was sent (UpstreamUnreachable).
+TRANSIENT: tuple[type[errors.UpstreamError], ...] = (errors.UpstreamUnavailable, errors.UpstreamRateLimited)
 # Below this much time left, no new attempt is started: it could not finish.
 MIN_ATTEMPT_S = 0.05
-# No connection could be opened, so nothing was sent: safe to try again for any call, even a create.
-UNREACHABLE = "UPSTREAM_UNREACHABLE"
+
+
+def worth_retrying(exc: errors.GatewayError, *, repeatable: bool) -> bool:
+    """Whether `exc` may pass: any transient failure for a repeatable call, else only nothing sent."""
+    if isinstance(exc, errors.UpstreamUnreachable):
+        return True
+    return repeatable and isinstance(exc, TRANSIENT)
 
 
 def encode_body(query_type: str, query_method: str, uid: Any, payload: Any) -> bytes:
@@ -153,8 +162,8 @@ class EncordClient:
             call.outcome.attempts = attempt
             try:
                 return self._attempt(call)
-            except (errors.UpstreamUnavailable, errors.UpstreamRateLimited) as exc:
-                if not (call.retryable or exc.reason == UNREACHABLE) or attempt >= self.retry.attempts:
+            except TRANSIENT as exc:
+                if not worth_retrying(exc, repeatable=call.retryable) or attempt >= self.retry.attempts:
                     raise
                 pause = self.retry.backoff(attempt)
                 if call.deadline.remaining() - pause < MIN_ATTEMPT_S:
@@ -168,9 +177,7 @@ class EncordClient:
         call.outcome.http_status, call.outcome.encord_code = 0, ""
         remaining = call.deadline.remaining()
         if remaining < MIN_ATTEMPT_S:
-            raise errors.UpstreamDeadlineExceeded(
-                "the deadline ran out before Encord answered", trace_id=call.trace_id
-            )
+            raise errors.UpstreamDeadlineExceeded("the deadline ran out before Encord answered")
         body = encode_body(call.query_type, call.query_method, call.uid, call.payload)
         headers = self._signer.headers(body, trace_header(call.trace_id))
         started = time.monotonic()
@@ -212,60 +219,42 @@ class EncordClient:
             yield
         except http1.ExchangeTimeout as exc:
             if call.deadline.remaining() <= MIN_ATTEMPT_S:
-                raise errors.UpstreamDeadlineExceeded(
-                    "the deadline ran out before Encord answered", trace_id=call.trace_id
-                ) from exc
-            raise errors.UpstreamUnavailable(
-                "Encord did not answer in time", reason="UPSTREAM_TIMEOUT", trace_id=call.trace_id
-            ) from exc
+                raise errors.UpstreamDeadlineExceeded("the deadline ran out before Encord answered") from exc
+            raise errors.UpstreamTimeout("Encord did not answer in time") from exc
         except http1.ConnectFailed as exc:
-            raise errors.UpstreamUnavailable(
-                "cannot reach Encord: no connection could be opened, so nothing was sent",
-                reason=UNREACHABLE,
-                trace_id=call.trace_id,
+            raise errors.UpstreamUnreachable(
+                "cannot reach Encord: no connection could be opened, so nothing was sent"
             ) from exc
         except http1.ConnectionLost as exc:
-            raise errors.UpstreamUnavailable(
-                "the connection to Encord broke after the request was sent",
-                reason="UPSTREAM_CONNECTION_ERROR",
-                trace_id=call.trace_id,
+            raise errors.UpstreamConnectionLost(
+                "the connection to Encord broke after the request was sent"
             ) from exc
         except http1.MalformedResponse as exc:
-            raise errors.UpstreamUnavailable(
-                "Encord's answer was not readable HTTP",
-                reason="UPSTREAM_BAD_RESPONSE",
-                trace_id=call.trace_id,
-            ) from exc
+            raise errors.UpstreamBadResponse("Encord's answer was not readable HTTP") from exc
 
     def _unwrap(self, status: int, content: bytes, call: UpstreamCall) -> Any:
         """Encord's envelope: success is decided by the JSON `status`, never the status line."""
         call.outcome.http_status = status
         # A 429 or a gateway-class 5xx comes from whatever fronts Encord, not from
         # Encord's application: its body, if any, is not an answer to the call.
-        if status == 429:
-            raise errors.UpstreamRateLimited("Encord is rate limiting the gateway", trace_id=call.trace_id)
-        if status in (502, 503, 504):
-            raise errors.UpstreamUnavailable(
-                f"Encord answered HTTP {status}", reason="UPSTREAM_HTTP_ERROR", trace_id=call.trace_id
-            )
+        if status in TRANSIENT_HTTP_STATUSES:
+            if status == 429:
+                raise errors.UpstreamRateLimited("Encord is rate limiting the gateway")
+            raise errors.UpstreamHttpError(f"Encord answered HTTP {status}")
         try:
             # json.loads detects UTF-8/16/32 from the bytes, as Response.json() does.
             envelope = json.loads(content)
         except ValueError:
             envelope = None
         if not isinstance(envelope, dict) or "status" not in envelope:
-            raise errors.UpstreamUnavailable(
-                f"Encord answered HTTP {status} without its JSON envelope",
-                reason="UPSTREAM_BAD_RESPONSE",
-                trace_id=call.trace_id,
-            )
+            raise errors.UpstreamBadResponse(f"Encord answered HTTP {status} without its JSON envelope")
         if envelope["status"] == 200:
             return envelope.get("response")
         code = _error_code(envelope.get("response"))
         call.outcome.encord_code = code or "UNKNOWN_ERROR"
         if envelope["status"] == 429:
-            raise errors.UpstreamRateLimited("Encord is rate limiting the gateway", trace_id=call.trace_id)
-        raise errors.encord_error(call.outcome.encord_code, envelope.get("payload"), trace_id=call.trace_id)
+            raise errors.UpstreamRateLimited("Encord is rate limiting the gateway")
+        raise errors.encord_error(call.outcome.encord_code, envelope.get("payload"))
 
 
 def _error_code(response: Any) -> str:

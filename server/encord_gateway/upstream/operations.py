@@ -58,12 +58,11 @@ class StripedLocks:
     def __init__(self, stripes: int = 64) -> None:
         self._locks = [threading.Lock() for _ in range(stripes)]
 
-    def acquire(self, key: str, deadline: Deadline, trace_id: str) -> threading.Lock:
+    def acquire(self, key: str, deadline: Deadline) -> threading.Lock:
         lock = self._locks[zlib.crc32(key.encode()) % len(self._locks)]
         if not lock.acquire(timeout=max(0.0, deadline.remaining())):
             raise errors.UpstreamDeadlineExceeded(
-                "the deadline ran out waiting for a concurrent get-or-create of the same resource",
-                trace_id=trace_id,
+                "the deadline ran out waiting for a concurrent get-or-create of the same resource"
             )
         return lock
 
@@ -100,7 +99,7 @@ class KeyOperations:
         ]
 
     def get_or_create_project_key(self, project_hash: str, scope: CallContext) -> tuple[ProjectKey, bool]:
-        lock = self._get_or_create.acquire(project_hash, scope.deadline, scope.trace_id)
+        lock = self._get_or_create.acquire(project_hash, scope.deadline)
         try:
             for key in self.list_project_keys(project_hash, scope):
                 if set(key.scopes) == set(ALL_PROJECT_SCOPES):
@@ -129,7 +128,7 @@ class KeyOperations:
         ]
 
     def get_or_create_dataset_key(self, dataset_hash: str, scope: CallContext) -> tuple[DatasetKey, bool]:
-        lock = self._get_or_create.acquire(dataset_hash, scope.deadline, scope.trace_id)
+        lock = self._get_or_create.acquire(dataset_hash, scope.deadline)
         try:
             for key in self.list_dataset_keys(dataset_hash, scope):
                 if set(key.scopes) == set(ALL_DATASET_SCOPES):
@@ -143,18 +142,14 @@ class KeyOperations:
 # Parsing Encord's answers ---------------------------------------------------
 
 
-def _bad_answer(what: str, scope: CallContext) -> errors.UpstreamUnavailable:
-    return errors.UpstreamUnavailable(
-        f"Encord's answer is not {what}", reason="UPSTREAM_BAD_RESPONSE", trace_id=scope.trace_id
-    )
+def _bad_answer(what: str, scope: CallContext) -> errors.UpstreamBadResponse:
+    return errors.UpstreamBadResponse(f"Encord's answer is not {what}")
 
 
 def _list_answer(answer: Any, what: str, scope: CallContext) -> list[Any]:
     # The SDK turns a null list into ResourceNotFoundError, and so do we.
     if answer is None:
-        raise errors.EncordNotFound(
-            "RESOURCE_NOT_FOUND_ERROR", f"Encord found no {what}", trace_id=scope.trace_id
-        )
+        raise errors.EncordNotFound("RESOURCE_NOT_FOUND_ERROR", f"Encord found no {what}")
     if not isinstance(answer, list):
         raise _bad_answer(f"a list of {what}", scope)
     return answer
