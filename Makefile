@@ -5,14 +5,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-reliability test-interop lint stubs stubs-check bench bench-quick clean
+.PHONY: help venv run test test-reliability test-interop lint docs stubs stubs-check bench bench-quick clean
 
 help:
 	@echo "make run               start the emulator and the gateway, and show every operation"
 	@echo "make test              the whole unit, integration and conformance suite"
 	@echo "make test-interop      the Go, Java, TypeScript and Python clients against a live gateway"
 	@echo "make test-reliability  faults, load, restarts and fuzzing (long)"
-	@echo "make lint              ruff, mypy, buf lint and buf breaking"
+	@echo "make lint              ruff, mypy, import-linter (the layers), buf lint and buf breaking"
+	@echo "make docs              build the manual in docs/ (mkdocs, strict: a broken link fails)"
 	@echo "make stubs             regenerate every client stub from protos/"
 	@echo "make bench             gateway vs Encord SDK vs raw floor, in one run"
 
@@ -40,8 +41,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	cd protos && ../$(VENV)/bin/buf lint
 	bash tools/buf_breaking.sh
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 stubs: $(STAMP)
 	bash tools/gen_python_stubs.sh
@@ -59,4 +64,4 @@ bench-quick: $(STAMP)
 	$(PY) bench/run.py --quick $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site dist

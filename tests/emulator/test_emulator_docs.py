@@ -1,4 +1,4 @@
-"""Docs and examples stay true: every flag and admin endpoint is documented, the example fixtures load."""
+"""docs/emulator.md and the examples stay true: every flag and admin endpoint documented, fixtures load."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from encord_gateway.emulator.store import Store
 from encord_gateway.emulator.verify import parse_openssh_public_key
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = (ROOT / "README.md").read_text()
+DOC = (ROOT / "docs" / "emulator.md").read_text()
 
 
 def test_every_flag_and_its_variable_is_documented() -> None:
@@ -32,6 +32,8 @@ def test_every_flag_and_its_variable_is_documented() -> None:
         assert f"`{flag}" in DOC, flag
         variable = "ENCORD_EMULATOR_" + flag[2:].upper().replace("-", "_")
         assert variable in DOC, variable
+        rows = [line for line in DOC.splitlines() if line.startswith("| ") and f"`{flag}" in line]
+        assert any(f"`{variable}`" in row for row in rows), f"no flags-table row names {flag} with {variable}"
 
 
 def test_every_admin_endpoint_and_fault_field_is_documented() -> None:
