@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-reliability test-interop lint docs stubs stubs-check bench bench-quick clean
+.PHONY: help venv run test test-reliability test-interop lint docs dist stubs stubs-check bench bench-quick clean
 
 help:
 	@echo "make run               start the emulator and the gateway, and show every operation"
@@ -13,6 +13,7 @@ help:
 	@echo "make test-interop      the Go, Java, TypeScript and Python clients against a live gateway"
 	@echo "make test-reliability  faults, load, restarts and fuzzing (long)"
 	@echo "make lint              ruff, mypy, import-linter (the layers), buf lint and buf breaking"
+	@echo "make dist              wheels and sdists of encord-gateway and encord-gateway-client in dist/"
 	@echo "make docs              build the manual in docs/ (mkdocs, strict: a broken link fails)"
 	@echo "make stubs             regenerate every client stub from protos/"
 	@echo "make bench             gateway vs Encord SDK vs raw floor, in one run"
@@ -44,6 +45,12 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 	cd protos && ../$(VENV)/bin/buf lint
 	bash tools/buf_breaking.sh
+
+# The two distributions, wheel and sdist each; `pip install --find-links dist encord-gateway` installs them.
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m build --outdir dist ./client_stubs/python
+	$(PY) -m build --outdir dist .
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict

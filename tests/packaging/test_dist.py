@@ -1,0 +1,121 @@
+"""The built wheels install into a fresh venv and run the gateway and emulator; nothing of the tests ships."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from encord_gateway.dev.devstack import DEMO_PROJECT, start_service, write_fixture, write_ssh_key
+from encord_gateway_client.v1 import api_keys_pb2 as pb
+from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both distributions' wheels, built from this checkout as `make dist` builds them."""
+    out = tmp_path_factory.mktemp("dist")
+    for source in (ROOT / "client_stubs" / "python", ROOT):
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--wheel-dir",
+                str(out),
+                str(source),
+            ],
+            check=True,
+            cwd=tmp_path_factory.mktemp("build"),
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def installed(wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv (no editable installs) with `pip install --find-links DIST encord-gateway`."""
+    target = tmp_path_factory.mktemp("venv")
+    venv.EnvBuilder(with_pip=True, clear=True).create(target)
+    python = target / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--find-links", str(wheels), "encord-gateway"],
+        check=True,
+    )
+    return target
+
+
+def test_the_wheel_carries_the_service_and_nothing_of_the_tests(wheels: Path) -> None:
+    (wheel,) = wheels.glob("encord_gateway-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "encord_gateway/cli/serve.py" in names
+    assert "encord_gateway/emulator/demo_fixture.toml" in names
+    assert "encord_gateway/py.typed" in names
+    assert not [n for n in names if n.startswith(("tests/", "bench/", "docs/", "deploy/"))]
+
+
+def test_pip_install_from_the_wheels_gives_a_working_gateway(installed: Path, tmp_path: Path) -> None:
+    scripts = installed / "bin"
+    # Nothing is imported from this checkout: the venv's own package answers.
+    where = subprocess.run(
+        [str(scripts / "python"), "-c", "import encord_gateway, sys; print(encord_gateway.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout
+    assert str(installed) in where
+    assert str(ROOT / "server") not in where
+
+    key = tmp_path / "gateway_key"
+    fixture = tmp_path / "fixture.toml"
+    write_fixture(fixture, write_ssh_key(key))
+    emulator = start_service(
+        "emulator",
+        [str(scripts / "encord-gateway"), "emulator", "--listen", "127.0.0.1:0", "--fixture", str(fixture)],
+    )
+    try:
+        gateway = start_service(
+            "gateway",
+            [
+                str(scripts / "encord-gateway"), "serve", "--listen", "127.0.0.1:0",
+                "--encord-domain", f"http://{emulator.address}", "--ssh-key-file", str(key),
+            ],
+        )  # fmt: skip
+        try:
+            with grpc.insecure_channel(gateway.address) as channel:
+                stub = pb_grpc.ApiKeyServiceStub(channel)
+                created = stub.CreateProjectApiKey(
+                    pb.CreateProjectApiKeyRequest(
+                        project_hash=DEMO_PROJECT,
+                        title="from the wheel",
+                        scopes=[pb.API_KEY_SCOPE_LABEL_READ],
+                    ),
+                    timeout=10,
+                )
+                listed = stub.ListProjectApiKeys(
+                    pb.ListProjectApiKeysRequest(project_hash=DEMO_PROJECT), timeout=10
+                )
+            assert created.fingerprint in {k.fingerprint for k in listed.api_keys}
+        finally:
+            assert gateway.stop() == 0
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_build_dirs() -> Iterator[None]:
+    """pip wheel of a local tree may leave build/ behind; the checkout stays as it was."""
+    before = (ROOT / "build").exists()
+    yield
+    if not before and (ROOT / "build").exists():
+        subprocess.run(["rm", "-rf", str(ROOT / "build")], check=False)
