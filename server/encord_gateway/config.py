@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_DOMAIN = "https://api.encord.com"
+DEFAULT_STATE_URL = "memory://"
+# The one default of each of these: Option, Settings and (once they import it) the upstream client use it.
+DEFAULT_UPSTREAM_POOL_SIZE = 64
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
+# Proxy variables read once, here, into Settings.proxy_env (lower-case ones win, as in requests and the SDK).
+PROXY_VARIABLES = tuple(
+    name for base in ("https_proxy", "http_proxy", "all_proxy", "no_proxy") for name in (base, base.upper())
+)
+# Longest deadline or grace period any setting may name: an hour. Beyond that a "deadline" is a typo.
+_HOUR = 3600.0
 
 
 class ConfigError(Exception):
@@ -27,6 +41,9 @@ class Option:
     default: Any
     help: str
     metavar: str | None = None
+    # For int and float settings: the closed range a value must lie in (NaN and infinities never do).
+    low: float | None = None
+    high: float | None = None
 
     @property
     def flag(self) -> str:
@@ -90,6 +107,8 @@ OPTIONS: tuple[Option, ...] = (
         30.0,
         "seconds a call may take when the caller sets no deadline",
         "SECONDS",
+        low=0.001,
+        high=_HOUR,
     ),
     Option(
         "max_deadline",
@@ -98,6 +117,8 @@ OPTIONS: tuple[Option, ...] = (
         120.0,
         "longest a call may take, whatever deadline the caller sets",
         "SECONDS",
+        low=0.001,
+        high=_HOUR,
     ),
     Option(
         "grace_period",
@@ -106,8 +127,12 @@ OPTIONS: tuple[Option, ...] = (
         10.0,
         "seconds in-flight calls get to finish on SIGTERM",
         "SECONDS",
+        low=0.001,
+        high=_HOUR,
     ),
-    Option("workers", "ENCORD_GATEWAY_WORKERS", int, 64, "calls served at once (threads)", "N"),
+    Option(
+        "workers", "ENCORD_GATEWAY_WORKERS", int, 64, "calls served at once (threads)", "N", low=1, high=1024
+    ),
     Option(
         "cpus",
         "ENCORD_GATEWAY_CPUS",
@@ -120,9 +145,11 @@ OPTIONS: tuple[Option, ...] = (
         "upstream_pool_size",
         "ENCORD_GATEWAY_UPSTREAM_POOL_SIZE",
         int,
-        64,
+        DEFAULT_UPSTREAM_POOL_SIZE,
         "keep-alive connections to Encord at most",
         "N",
+        low=1,
+        high=1024,
     ),
     Option(
         "upstream_connect_timeout",
@@ -131,6 +158,8 @@ OPTIONS: tuple[Option, ...] = (
         5.0,
         "seconds to wait for a connection to Encord",
         "SECONDS",
+        low=0.001,
+        high=300.0,
     ),
     Option(
         "upstream_retries",
@@ -139,6 +168,8 @@ OPTIONS: tuple[Option, ...] = (
         4,
         "attempts for list calls; creates only when no connection could be opened",
         "N",
+        low=1,
+        high=20,
     ),
     Option(
         "readiness_probe_interval",
@@ -147,14 +178,18 @@ OPTIONS: tuple[Option, ...] = (
         0.0,
         "if > 0, health is SERVING only while Encord answers a probe this often",
         "SECONDS",
+        low=0.0,
+        high=_HOUR,
     ),
     Option(
         "max_message_bytes",
         "ENCORD_GATEWAY_MAX_MESSAGE_BYTES",
         int,
-        64 * 1024,
+        DEFAULT_MAX_MESSAGE_BYTES,
         "largest request message accepted",
         "BYTES",
+        low=1024,
+        high=64 * 1024 * 1024,
     ),
     Option(
         "tls_cert", "ENCORD_GATEWAY_TLS_CERT", str, None, "server certificate chain (PEM) for TLS", "PATH"
@@ -191,6 +226,22 @@ OPTIONS: tuple[Option, ...] = (
         "serve Prometheus metrics on HOST:PORT",
         "HOST:PORT",
     ),
+    Option(
+        "health_listen",
+        "ENCORD_GATEWAY_HEALTH_LISTEN",
+        str,
+        None,
+        "serve plain-HTTP health checks on HOST:PORT (empty: off)",
+        "HOST:PORT",
+    ),
+    Option(
+        "state_url",
+        "ENCORD_GATEWAY_STATE_URL",
+        str,
+        DEFAULT_STATE_URL,
+        "where request ids, locks and rate buckets live: memory://, sqlite:///PATH or redis://HOST[:PORT]",
+        "URL",
+    ),
 )
 
 
@@ -213,19 +264,29 @@ class Settings:
     grace_period: float = 10.0
     workers: int = 64
     cpus: str | None = None
-    upstream_pool_size: int = 64
+    upstream_pool_size: int = DEFAULT_UPSTREAM_POOL_SIZE
     upstream_connect_timeout: float = 5.0
     upstream_retries: int = 4
     readiness_probe_interval: float = 0.0
-    max_message_bytes: int = 64 * 1024
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     tls_cert: str | None = None
     tls_key: str | None = None
     client_ca: str | None = None
     insecure: bool = False
     audit_log: str | None = None
     metrics_listen: str | None = None
+    health_listen: str | None = None
+    state_url: str = DEFAULT_STATE_URL
+    # HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY (either case) as the environment had them; a proxy URL
+    # may carry a password, so they stay out of the repr.
+    proxy_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     # The raw TOML document, for the sections other modules own (e.g. [[callers]]).
     document: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        # Here rather than in validate(): no Settings, however built, holds a NaN deadline or a 1 TiB limit.
+        for option in OPTIONS:
+            check_range(option, getattr(self, option.name))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -255,23 +316,65 @@ def _convert(option: Option, value: Any, origin: str) -> Any:
             if not isinstance(value, str):
                 raise ValueError(value)
             return value
-        if isinstance(value, bool):
+        if isinstance(value, bool) or (option.kind is int and isinstance(value, float)):
+            # TOML's 1.5 for a whole number would otherwise become 1 without a word.
             raise ValueError(value)
-        return option.kind(value)
+        converted = option.kind(value)
     except (TypeError, ValueError):
         raise ConfigError(
             f"{option.name} from {origin} must be {option.kind.__name__}, not {value!r}"
         ) from None
+    check_range(option, converted, origin)
+    return converted
+
+
+def check_range(option: Option, value: Any, origin: str = "") -> None:
+    """A numeric setting must be finite and inside the option's range; ConfigError says which and why."""
+    if option.low is None or option.high is None or not isinstance(value, int | float):
+        return
+    where = f" from {origin}" if origin else ""
+    unit = " seconds" if option.metavar == "SECONDS" else ""
+
+    def show(bound: float) -> str:
+        return f"{bound:g}" if isinstance(bound, float) else str(bound)
+
+    if not math.isfinite(value) or not option.low <= value <= option.high:
+        raise ConfigError(
+            f"{option.name}{where} must be from {show(option.low)} to {show(option.high)}{unit}, "
+            f"not {value!r}"
+        )
+
+
+def read_regular_file(path: str, what: str) -> bytes:
+    """The bytes of a regular file; anything else (a FIFO, a device, a directory) is refused, never waited on.
+
+    A FIFO would block open() until a writer appears, and a reload stuck there would hold up shutdown.
+    The check before open() refuses it; O_NONBLOCK and the check after open() cover a file swapped in
+    between the two.
+    """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ConfigError(f"{what} {path} is not a regular file")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        try:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ConfigError(f"{what} {path} is not a regular file")
+            return f.read()
+        except OSError as exc:
+            raise ConfigError(f"{what} {path} cannot be read: {exc.strerror}") from None
 
 
 def read_document(path: str) -> dict[str, Any]:
+    data = read_regular_file(path, "config file")
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not valid TOML: not UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
@@ -309,17 +412,19 @@ def load(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         source = f"ssh_key_file in {config_path} ({values['ssh_key_file']})"
     passphrase = env.get("ENCORD_SSH_KEY_PASSPHRASE") or None
     if values["ssh_key_passphrase_file"]:
+        data = read_regular_file(values["ssh_key_passphrase_file"], "passphrase file")
         try:
-            passphrase = Path(values["ssh_key_passphrase_file"]).read_text().rstrip("\r\n")
-        except OSError as exc:
+            passphrase = data.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
             raise ConfigError(
-                f"passphrase file {values['ssh_key_passphrase_file']} cannot be read: {exc.strerror}"
+                f"passphrase file {values['ssh_key_passphrase_file']} is not UTF-8 text"
             ) from None
     settings = Settings(
         **values,
         ssh_key_text=key_text,
         ssh_key_source=source,
         ssh_key_passphrase=passphrase,
+        proxy_env={name: env[name] for name in PROXY_VARIABLES if name in env},
         document=document,
     )
     validate(settings)
@@ -351,22 +456,18 @@ def validate(settings: Settings) -> None:
     split_host_port(settings.listen, "listen")
     if settings.metrics_listen:
         split_host_port(settings.metrics_listen, "metrics_listen")
+    if settings.health_listen:
+        split_host_port(settings.health_listen, "health_listen")
+    state_kind(settings.state_url)
     if not settings.encord_domain.startswith(("http://", "https://")):
         raise ConfigError(
             f"encord_domain must start with http:// or https://, not {settings.encord_domain!r}"
         )
     if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level must be debug, info, warning or error, not {settings.log_level!r}")
-    for name in ("default_deadline", "max_deadline", "grace_period", "upstream_connect_timeout"):
-        if getattr(settings, name) <= 0:
-            raise ConfigError(f"{name} must be more than 0 seconds")
+    # Each number is already within its option's range (Settings.__post_init__).
     if settings.max_deadline < settings.default_deadline:
         raise ConfigError("max_deadline may not be shorter than default_deadline")
-    for name in ("workers", "upstream_pool_size", "upstream_retries", "max_message_bytes"):
-        if getattr(settings, name) < 1:
-            raise ConfigError(f"{name} must be at least 1")
-    if settings.readiness_probe_interval < 0:
-        raise ConfigError("readiness_probe_interval may not be negative")
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ConfigError("tls_cert and tls_key go together: give both or neither")
     if settings.client_ca and not settings.tls_cert:
@@ -376,6 +477,29 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"encord_ca_file {settings.encord_ca_file} does not exist")
     if settings.cpus:
         parse_cpus(settings.cpus)
+
+
+def state_kind(url: str) -> str:
+    """The store kind (memory, sqlite or redis) of a usable state_url; ConfigError never echoes the URL."""
+    # Not the URL in the messages: a redis:// URL may carry a password.
+    if url == DEFAULT_STATE_URL:
+        return "memory"
+    if url.startswith("sqlite:///"):
+        if not url[len("sqlite:///") :]:
+            raise ConfigError("state_url sqlite:/// needs a file path: sqlite:///PATH")
+        return "sqlite"
+    if url.startswith(("redis://", "rediss://")):
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+        except ValueError:
+            raise ConfigError("state_url is not a valid redis:// URL") from None
+        if not parts.hostname:
+            raise ConfigError("state_url redis:// needs a host: redis://HOST[:PORT][/DB]")
+        return "redis"
+    scheme = url.partition("://")[0] if "://" in url else ""
+    shown = f" (scheme {scheme!r})" if scheme.isalnum() else ""
+    raise ConfigError(f"state_url must be memory://, sqlite:///PATH or redis://HOST[:PORT]{shown}")
 
 
 def option_names() -> list[str]:

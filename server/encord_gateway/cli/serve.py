@@ -1,19 +1,35 @@
-"""`encord-gateway serve`: settings, policy and signing key; serve; reload on SIGHUP; stop on a signal."""
+"""`encord-gateway serve`: settings, policy and signing key; serve; reload on SIGHUP; stop on a signal.
+
+`serve --check` (like `nginx -t`) goes as far as start-up would without binding: settings, policy, TLS
+files, audit path, signing key, state store, and with `--check-upstream` one unsigned GET to Encord.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import queue
 import signal
+import socket
+import sqlite3
+import ssl
+import stat
 import sys
+import threading
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
 
 from encord_gateway import config, logs
 from encord_gateway.access.exposure import exposure, is_loopback
 from encord_gateway.access.policy import Policy
+from encord_gateway.access.policy_toml import load_policy
 from encord_gateway.access.security import Security
+from encord_gateway.access.tls import server_tls
 from encord_gateway.api.metrics import GatewayMetrics
 from encord_gateway.api.server import GatewayServer
 from encord_gateway.upstream.client import UpstreamSetupError
@@ -33,6 +49,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "SIGHUP reloads the [[callers]] policy and the TLS files, and reopens the audit log."
     )
     config.add_arguments(parser)
+    # Actions, not settings: no environment variable could sensibly keep a gateway from serving.
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check the settings, signing key, [[callers]], TLS files, audit log and state store, "
+        "print a summary and exit: 0 if the gateway would start, 2 (with the reason) if not",
+    )
+    parser.add_argument(
+        "--check-upstream",
+        action="store_true",
+        help="--check, and also send one unsigned GET to the Encord domain (exit 2 if it does not answer)",
+    )
 
 
 def fail(message: str) -> int:
@@ -66,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     except config.ConfigError as exc:
         return fail(str(exc))
     logs.configure(settings.log_level)
+    if getattr(args, "check", False) or getattr(args, "check_upstream", False):
+        return check(settings, upstream=bool(getattr(args, "check_upstream", False)))
     if settings.cpus:
         try:
             # Before any thread starts: threads inherit the affinity.
@@ -128,8 +158,9 @@ def run(args: argparse.Namespace) -> int:
                                       mutual_tls=bool(settings.client_ca), callers=len(policy.callers),
                                       audit_log=audit_target))  # fmt: skip
     print(f"listening on {address}", flush=True)
+    reloads = start_reloader(args, settings, security)
     while signals.get() == signal.SIGHUP:
-        reload(args, settings, security)
+        reloads.put(None)
     stuck = server.stop(
         refusing=lambda: log.info(
             "stopping: draining in-flight calls", extra=_fields(grace_s=settings.grace_period)
@@ -146,6 +177,25 @@ def run(args: argparse.Namespace) -> int:
         os._exit(0)
     log.info("stopped")
     return 0
+
+
+def start_reloader(
+    args: argparse.Namespace, running: config.Settings, security: Security
+) -> queue.SimpleQueue[None]:
+    """A thread that reloads once per item put; the main thread never waits for a reload.
+
+    Whatever a reload gets stuck on (a file that blocks, a slow disk), SIGTERM still stops the gateway:
+    the stuck thread is a daemon and is left behind. Reloads run one at a time, in the order asked.
+    """
+    asked: queue.SimpleQueue[None] = queue.SimpleQueue()
+
+    def loop() -> None:
+        while True:
+            asked.get()
+            reload(args, running, security)
+
+    threading.Thread(target=loop, name="config-reload", daemon=True).start()
+    return asked
 
 
 def reload(args: argparse.Namespace, running: config.Settings, security: Security) -> None:
@@ -168,3 +218,132 @@ def reload(args: argparse.Namespace, running: config.Settings, security: Securit
         log.warning("these settings changed but take effect only on restart", extra=_fields(settings=restart))
     warn_about(running, policy)
     log.info("config reloaded", extra=_fields(callers=len(policy.callers)))
+
+
+# serve --check ------------------------------------------------------------------------------------------
+
+
+def check(settings: config.Settings, *, upstream: bool) -> int:
+    """What start-up would refuse, without binding a port; a summary without a secret on stdout."""
+    try:
+        policy = load_policy(settings.document)
+        server_tls(settings)
+        audit = _check_audit_log(settings.audit_log)
+        problem = exposure(settings, policy)
+        if problem and not settings.insecure:
+            raise config.ConfigError(f"refusing to start: {problem}")
+        key = load_signing_key(
+            key_file=settings.ssh_key_file,
+            key_text=settings.ssh_key_text,
+            passphrase=settings.ssh_key_passphrase,
+            source=settings.ssh_key_source,
+        )
+        store = _reach_store(settings.state_url, settings.upstream_connect_timeout)
+        encord = _reach_encord(settings) if upstream else "not contacted (--check-upstream to)"
+    except (config.ConfigError, SigningKeyError) as exc:
+        return fail(str(exc))
+    warn_about(settings, policy)
+    host, _ = config.split_host_port(settings.listen, "listen")
+    tls = "mutual TLS" if settings.client_ca else "TLS" if settings.tls_cert else "no TLS"
+    if problem:
+        reach = "OPEN to anyone who reaches it (--insecure)"
+    elif is_loopback(host):
+        reach = "loopback only"
+    elif policy.open:
+        reach = "network, client certificates required"
+    else:
+        reach = "network, callers must authenticate"
+    names = ", ".join(c.name for c in policy.callers) or "none (open: any caller may do anything)"
+    lines = [
+        f"config ok: {settings.config or '(no config file)'}",
+        f"listen: {settings.listen} ({tls})",
+        f"exposure: {reach}",
+        f"callers: {names}",
+        f"signing key: Ed25519 {key.public_key_hex} from {settings.ssh_key_source}",
+        f"audit log: {audit}",
+        f"state store: {store}",
+        f"metrics: {settings.metrics_listen or 'off'}",
+        f"health: {settings.health_listen or 'off'}",
+        f"encord: {settings.encord_domain} {encord}",
+    ]
+    print("\n".join(lines), flush=True)
+    return 0
+
+
+def _check_audit_log(path: str | None) -> str:
+    """Where audit lines would go, found out without creating the file."""
+    if path in (None, "", "-"):
+        return "stdout"
+    assert path is not None
+    target = Path(path)
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        parent = target.parent
+        if not parent.is_dir():
+            raise config.ConfigError(
+                f"audit_log {path} cannot be opened: No such file or directory"
+            ) from None
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise config.ConfigError(f"audit_log {path} cannot be opened: Permission denied") from None
+        return f"{path} (to be created)"
+    except OSError as exc:
+        raise config.ConfigError(f"audit_log {path} cannot be opened: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise config.ConfigError(f"audit_log {path} cannot be opened: Is a directory")
+    if not os.access(path, os.W_OK):
+        raise config.ConfigError(f"audit_log {path} cannot be opened: Permission denied")
+    return path
+
+
+def _reach_store(url: str, timeout_s: float) -> str:
+    """The store's kind and place (never its credentials), once it has been reached."""
+    kind = config.state_kind(url)
+    if kind == "memory":
+        return "memory (this process only)"
+    if kind == "sqlite":
+        path = url[len("sqlite:///") :]
+        if not Path(path).exists():
+            if not Path(path).parent.is_dir():
+                raise config.ConfigError(f"state_url sqlite file {path}: its directory does not exist")
+            return f"sqlite {path} (to be created)"
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{quote(path)}?mode=rw", uri=True)) as db:
+                db.execute("PRAGMA schema_version").fetchone()
+        except sqlite3.Error as exc:
+            raise config.ConfigError(f"state_url sqlite file {path} cannot be used: {exc}") from None
+        return f"sqlite {path}"
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 6379
+    where = f"{host}:{port}"
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as raw:
+            sock: socket.socket = raw
+            if parts.scheme == "rediss":
+                sock = ssl.create_default_context().wrap_socket(raw, server_hostname=host)
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            answer = sock.recv(64)
+    except (OSError, ssl.SSLError) as exc:
+        raise config.ConfigError(
+            f"state_url redis at {where} is not reachable: {exc.strerror or exc}"
+        ) from None
+    # +PONG, or an error such as -NOAUTH: either way a Redis answered; the store checks the credentials.
+    if not answer.startswith((b"+", b"-")):
+        raise config.ConfigError(f"state_url redis at {where} did not answer like Redis")
+    return f"redis {where}"
+
+
+def _reach_encord(settings: config.Settings) -> str:
+    """One unsigned GET, as the readiness probe sends: any HTTP answer means Encord is reachable."""
+    verify: bool | str = settings.encord_ca_file or True
+    try:
+        with requests.Session() as session:
+            answer = session.get(
+                settings.encord_domain, timeout=settings.upstream_connect_timeout, verify=verify
+            )
+    except requests.RequestException as exc:
+        # The exception's text may hold a proxy URL with its password: only its kind.
+        raise config.ConfigError(
+            f"encord_domain {settings.encord_domain} is not reachable ({type(exc).__name__})"
+        ) from None
+    return f"reachable (HTTP {answer.status_code})"
