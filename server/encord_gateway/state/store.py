@@ -1,0 +1,86 @@
+"""The state store's interface and values: claim, mark sent, complete, forget, reclaim, lock with a lease."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import grpc
+
+from encord_gateway import errors
+
+State = Literal["claimed", "sent", "done"]
+
+
+class StateConfigError(ValueError):
+    """The state URL cannot be used (unknown scheme, a missing directory); one line, never the URL."""
+
+
+class StateUnavailable(errors.GatewayError):
+    """The store cannot be reached: calls that need its promise fail closed, nothing is sent to Encord."""
+
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    reason = "STATE_UNAVAILABLE"
+
+
+class LockTimeout(errors.UpstreamDeadlineExceeded):
+    """The deadline ran out waiting for another call's hold on the same resource."""
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """What the store keeps of a create with a request id: fingerprints, hashes and times, no key."""
+
+    key: str
+    request_hash: str
+    state: State
+    created_at: float
+    updated_at: float
+    expires_at: float
+    # The fingerprints of same-title, same-scope keys that existed just before the create was sent.
+    baseline: tuple[str, ...] = field(default=())
+    result_fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    won: bool
+    record: RequestRecord
+
+
+class StateStore(Protocol):
+    kind: str
+
+    def claim(self, key: str, request_hash: str, ttl_s: float) -> Claim: ...
+    def get(self, key: str) -> RequestRecord | None: ...
+    def mark_sent(self, key: str, baseline: tuple[str, ...]) -> None: ...
+    def complete(self, key: str, result_fingerprint: str) -> None: ...
+    def forget(self, key: str) -> None: ...
+    def reclaim(self, key: str, expected_updated_at: float) -> bool: ...
+    def lock(self, name: str, lease_s: float, wait_s: float) -> contextlib.AbstractContextManager[None]: ...
+    def ping(self) -> None: ...
+    def close(self) -> None: ...
+
+
+@contextlib.contextmanager
+def renewed(extend: Callable[[], None], interval_s: float) -> Iterator[None]:
+    """Calls `extend()` every `interval_s` while the block runs, so a held lease does not lapse."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(interval_s):
+            try:
+                extend()
+            except Exception:  # noqa: S112 - a missed renewal only shortens the lease
+                continue
+
+    thread = threading.Thread(target=renew, name="lease-renewal", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(1.0)

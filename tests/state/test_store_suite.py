@@ -1,0 +1,190 @@
+"""One table-driven suite that every state store passes: claims, transitions, expiry, locks with leases."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from pathlib import Path
+
+import pytest
+from encord_gateway.state import (
+    LockTimeout,
+    MemoryStore,
+    SqliteStore,
+    StateConfigError,
+    StateStore,
+    open_store,
+)
+
+
+class Clock:
+    """A hand-moved clock: expiry is tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+Factory = Callable[[Path, Clock], StateStore]
+BACKENDS: dict[str, Factory] = {
+    "memory": lambda tmp, clock: MemoryStore(clock=clock),
+    "sqlite": lambda tmp, clock: SqliteStore(str(tmp / "state.db"), clock=clock),
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def clock_and_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Clock, StateStore]]:
+    clock = Clock()
+    store = BACKENDS[request.param](tmp_path, clock)
+    yield clock, store
+    store.close()
+
+
+def test_a_second_claim_sees_the_first(clock_and_store: tuple[Clock, StateStore]) -> None:
+    _, store = clock_and_store
+    first = store.claim("k", "hash-a", 60)
+    second = store.claim("k", "hash-b", 60)
+    assert first.won
+    assert not second.won
+    assert second.record.request_hash == "hash-a"
+    assert second.record.state == "claimed"
+
+
+def test_sixteen_threads_claim_one_key_and_exactly_one_wins(
+    clock_and_store: tuple[Clock, StateStore],
+) -> None:
+    _, store = clock_and_store
+    barrier = threading.Barrier(16)
+
+    def claim(_: int) -> bool:
+        barrier.wait()
+        return store.claim("contended", "h", 60).won
+
+    with futures.ThreadPoolExecutor(16) as pool:
+        wins = list(pool.map(claim, range(16)))
+    assert wins.count(True) == 1
+
+
+def test_transitions_keep_fingerprints_and_never_a_key(clock_and_store: tuple[Clock, StateStore]) -> None:
+    clock, store = clock_and_store
+    store.claim("k", "h", 60)
+    clock.now += 1
+    store.mark_sent("k", ("aaaa", "bbbb"))
+    sent = store.get("k")
+    assert sent is not None
+    assert sent.state == "sent"
+    assert sent.baseline == ("aaaa", "bbbb")
+    assert sent.updated_at == clock.now
+    store.complete("k", "cccc")
+    done = store.get("k")
+    assert done is not None
+    assert (done.state, done.result_fingerprint) == ("done", "cccc")
+    store.forget("k")
+    assert store.get("k") is None
+    assert store.claim("k", "h2", 60).won  # forgotten: the next call runs afresh
+
+
+def test_reclaim_is_a_compare_and_set(clock_and_store: tuple[Clock, StateStore]) -> None:
+    clock, store = clock_and_store
+    record = store.claim("k", "h", 60).record
+    clock.now += 5
+    assert store.reclaim("k", record.updated_at)
+    assert not store.reclaim("k", record.updated_at)  # the first taker moved updated_at on
+
+
+def test_records_expire(clock_and_store: tuple[Clock, StateStore]) -> None:
+    clock, store = clock_and_store
+    store.claim("k", "h", 10)
+    clock.now += 9
+    assert store.get("k") is not None
+    clock.now += 2
+    assert store.get("k") is None
+    assert store.claim("k", "other", 10).won
+
+
+def test_a_lock_excludes_and_times_out(clock_and_store: tuple[Clock, StateStore]) -> None:
+    _, store = clock_and_store
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with store.lock("resource", lease_s=30, wait_s=1):
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(5)
+    started = time.monotonic()
+    with pytest.raises(LockTimeout), store.lock("resource", lease_s=30, wait_s=0.2):
+        pass
+    assert time.monotonic() - started >= 0.2
+    with store.lock("another", lease_s=30, wait_s=0.2):
+        pass  # other names are not held
+    release.set()
+    holder.join()
+    with store.lock("resource", lease_s=30, wait_s=1):
+        pass
+
+
+def test_a_lease_that_is_never_released_lapses(clock_and_store: tuple[Clock, StateStore]) -> None:
+    clock, store = clock_and_store
+    abandoned = store.lock("resource", lease_s=30, wait_s=1)
+    abandoned.__enter__()  # a holder that died: never exits, and its renewals stop with the clock
+    clock.now += 31
+    with store.lock("resource", lease_s=30, wait_s=1):
+        pass
+
+
+def _claim_in_process(path: str, results: multiprocessing.Queue[bool]) -> None:
+    store = SqliteStore(path)
+    barrier_free = [store.claim("shared", "h", 60).won for _ in range(8)]
+    results.put(any(barrier_free))
+
+
+def test_two_processes_sharing_a_sqlite_file_claim_once(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.db")
+    SqliteStore(path).close()
+    context = multiprocessing.get_context("spawn")
+    results: multiprocessing.Queue[bool] = context.Queue()
+    workers = [context.Process(target=_claim_in_process, args=(path, results)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [results.get(timeout=5) for _ in workers].count(True) == 1
+
+
+def test_a_sqlite_store_survives_a_restart(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.db")
+    first = SqliteStore(path)
+    first.claim("k", "h", 3600)
+    first.complete("k", "ffff")
+    first.close()
+    record = SqliteStore(path).get("k")
+    assert record is not None
+    assert record.result_fingerprint == "ffff"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:///nonexistent-dir/state.db", "directory does not exist"),
+        ("redis://:hunter2@localhost:6379/0", "redis://"),
+        ("ftp://x", "ftp://"),
+    ],
+)
+def test_unusable_urls_are_one_line_without_the_url(url: str, message: str) -> None:
+    with pytest.raises(StateConfigError) as refused:
+        open_store(url)
+    assert message in str(refused.value)
+    assert "hunter2" not in str(refused.value)
+
+
+def test_memory_is_the_default() -> None:
+    assert open_store("memory://").kind == "memory"
