@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -97,6 +98,37 @@ def test_reclaim_is_a_compare_and_set(clock_and_store: tuple[Clock, StateStore])
     assert not store.reclaim("k", record.updated_at)  # the first taker moved updated_at on
 
 
+def test_reclaim_keeps_a_sent_record_sent_with_its_baseline(
+    clock_and_store: tuple[Clock, StateStore],
+) -> None:
+    clock, store = clock_and_store
+    store.claim("k", "h", 60)
+    store.mark_sent("k", ("aaaa",))
+    sent = store.get("k")
+    assert sent is not None
+    clock.now += 5
+    assert store.reclaim("k", sent.updated_at)
+    taken = store.get("k")
+    assert taken is not None
+    # A takeover that dies before it reconciles leaves the record for the next one to reconcile.
+    assert (taken.state, taken.baseline, taken.updated_at) == ("sent", ("aaaa",), sent.updated_at + 5)
+
+
+def test_a_conditional_forget_spares_a_record_that_moved_on(
+    clock_and_store: tuple[Clock, StateStore],
+) -> None:
+    clock, store = clock_and_store
+    first = store.claim("k", "h", 60).record
+    clock.now += 5
+    assert store.reclaim("k", first.updated_at)
+    store.forget("k", first.updated_at)  # stale: another attempt owns the record now
+    assert store.get("k") is not None
+    moved = store.get("k")
+    assert moved is not None
+    store.forget("k", moved.updated_at)
+    assert store.get("k") is None
+
+
 def test_records_expire(clock_and_store: tuple[Clock, StateStore]) -> None:
     clock, store = clock_and_store
     store.claim("k", "h", 10)
@@ -141,23 +173,23 @@ def test_a_lease_that_is_never_released_lapses(clock_and_store: tuple[Clock, Sta
         pass
 
 
-def _claim_in_process(path: str, results: multiprocessing.Queue[bool]) -> None:
-    store = SqliteStore(path)
-    barrier_free = [store.claim("shared", "h", 60).won for _ in range(8)]
-    results.put(any(barrier_free))
+CLAIM_IN_A_PROCESS = """
+import sys
+from encord_gateway.state import SqliteStore
+store = SqliteStore(sys.argv[1])
+print(any(store.claim("shared", "h", 60).won for _ in range(8)))
+"""
 
 
 def test_two_processes_sharing_a_sqlite_file_claim_once(tmp_path: Path) -> None:
     path = str(tmp_path / "state.db")
     SqliteStore(path).close()
-    context = multiprocessing.get_context("spawn")
-    results: multiprocessing.Queue[bool] = context.Queue()
-    workers = [context.Process(target=_claim_in_process, args=(path, results)) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(60)
-    assert [results.get(timeout=5) for _ in workers].count(True) == 1
+    workers = [
+        subprocess.Popen([sys.executable, "-c", CLAIM_IN_A_PROCESS, path], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    won = [worker.communicate(timeout=60)[0].strip() for worker in workers]
+    assert sorted(won) == ["False", "True"]
 
 
 def test_a_sqlite_store_survives_a_restart(tmp_path: Path) -> None:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from encord_gateway.errors import LockTimeout, StateUnavailable
 from encord_gateway.state.memory import MemoryStore
 from encord_gateway.state.sqlite import SqliteStore
 from encord_gateway.state.store import (
     Claim,
-    LockTimeout,
     RequestRecord,
     StateConfigError,
     StateStore,
-    StateUnavailable,
 )
 
 __all__ = [

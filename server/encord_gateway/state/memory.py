@@ -9,7 +9,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from encord_gateway.state.store import Claim, LockTimeout, RequestRecord, renewed
+from encord_gateway.errors import LockTimeout
+from encord_gateway.state.store import Claim, RequestRecord, renewed
 
 
 class MemoryStore:
@@ -54,16 +55,18 @@ class MemoryStore:
     def complete(self, key: str, result_fingerprint: str) -> None:
         self._update(key, state="done", result_fingerprint=result_fingerprint)
 
-    def forget(self, key: str) -> None:
+    def forget(self, key: str, expected_updated_at: float | None = None) -> None:
         with self._changed:
-            self._records.pop(key, None)
+            record = self._records.get(key)
+            if record is not None and expected_updated_at in (None, record.updated_at):
+                del self._records[key]
 
     def reclaim(self, key: str, expected_updated_at: float) -> bool:
         with self._changed:
             record = self._live(key)
             if record is None or record.updated_at != expected_updated_at:
                 return False
-            self._records[key] = dataclasses.replace(record, state="claimed", updated_at=self._clock())
+            self._records[key] = dataclasses.replace(record, updated_at=self._clock())
             return True
 
     @contextlib.contextmanager

@@ -11,12 +11,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from encord_gateway.errors import LockTimeout, StateUnavailable
 from encord_gateway.state.store import (
     Claim,
-    LockTimeout,
     RequestRecord,
     StateConfigError,
-    StateUnavailable,
     renewed,
 )
 
@@ -126,14 +125,19 @@ class SqliteStore:
                 (result_fingerprint, self._clock(), key),
             )
 
-    def forget(self, key: str) -> None:
+    def forget(self, key: str, expected_updated_at: float | None = None) -> None:
         with self._transaction() as db:
-            db.execute("DELETE FROM request_ids WHERE key = ?", (key,))
+            if expected_updated_at is None:
+                db.execute("DELETE FROM request_ids WHERE key = ?", (key,))
+            else:
+                db.execute(
+                    "DELETE FROM request_ids WHERE key = ? AND updated_at = ?", (key, expected_updated_at)
+                )
 
     def reclaim(self, key: str, expected_updated_at: float) -> bool:
         with self._transaction() as db:
             changed = db.execute(
-                "UPDATE request_ids SET state = 'claimed', updated_at = ? WHERE key = ? AND updated_at = ?",
+                "UPDATE request_ids SET updated_at = ? WHERE key = ? AND updated_at = ?",
                 (self._clock(), key, expected_updated_at),
             ).rowcount
             return bool(changed)

@@ -8,26 +8,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-import grpc
-
-from encord_gateway import errors
-
 State = Literal["claimed", "sent", "done"]
 
 
 class StateConfigError(ValueError):
     """The state URL cannot be used (unknown scheme, a missing directory); one line, never the URL."""
-
-
-class StateUnavailable(errors.GatewayError):
-    """The store cannot be reached: calls that need its promise fail closed, nothing is sent to Encord."""
-
-    grpc_code = grpc.StatusCode.UNAVAILABLE
-    reason = "STATE_UNAVAILABLE"
-
-
-class LockTimeout(errors.UpstreamDeadlineExceeded):
-    """The deadline ran out waiting for another call's hold on the same resource."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +43,11 @@ class StateStore(Protocol):
     def get(self, key: str) -> RequestRecord | None: ...
     def mark_sent(self, key: str, baseline: tuple[str, ...]) -> None: ...
     def complete(self, key: str, result_fingerprint: str) -> None: ...
-    def forget(self, key: str) -> None: ...
+    # With `expected_updated_at`, forget and reclaim are compare-and-set: they act only on the record as
+    # the caller last read it, so an attempt never erases or steals a record another attempt moved on.
+    def forget(self, key: str, expected_updated_at: float | None = None) -> None: ...
+    # Reclaim moves updated_at (the owner's token) and keeps state and baseline: a "sent" record stays
+    # "sent" until its outcome is known, so a takeover that fails midway is taken over again later.
     def reclaim(self, key: str, expected_updated_at: float) -> bool: ...
     def lock(self, name: str, lease_s: float, wait_s: float) -> contextlib.AbstractContextManager[None]: ...
     def ping(self) -> None: ...
