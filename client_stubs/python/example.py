@@ -1,6 +1,7 @@
 """Mint a read-only project key through encord-gateway, list the project's keys, and decode an error.
 
-Run it against a local stack: `python -m encord_gateway.dev.devstack -- python client_stubs/python/example.py`.
+Run it against a local stack:
+`python -m encord_gateway.dev.devstack -- python client_stubs/python/example.py`.
 It prints fingerprints, never keys: a key is a credential.
 """
 

@@ -231,7 +231,7 @@ OPTIONS: tuple[Option, ...] = (
         "ENCORD_GATEWAY_HEALTH_LISTEN",
         str,
         None,
-        "serve plain-HTTP health checks on HOST:PORT (empty: off)",
+        "also serve grpc.health.v1 alone, in plaintext, on HOST:PORT, for probes (empty: off)",
         "HOST:PORT",
     ),
     Option(
@@ -239,8 +239,28 @@ OPTIONS: tuple[Option, ...] = (
         "ENCORD_GATEWAY_STATE_URL",
         str,
         DEFAULT_STATE_URL,
-        "where request ids, locks and rate buckets live: memory://, sqlite:///PATH or redis://HOST[:PORT]",
+        "request ids and create locks: memory:// (one process) or sqlite:///PATH (one host, durable)",
         "URL",
+    ),
+    Option(
+        "request_id_ttl",
+        "ENCORD_GATEWAY_REQUEST_ID_TTL",
+        float,
+        24 * _HOUR,
+        "seconds a create's request id is remembered (a retry within it gets the same key)",
+        "SECONDS",
+        low=1.0,
+        high=30 * 24 * _HOUR,
+    ),
+    Option(
+        "reconcile_after",
+        "ENCORD_GATEWAY_RECONCILE_AFTER",
+        float,
+        5.0,
+        "seconds after a create's answer was lost before a retry with its request id reconciles",
+        "SECONDS",
+        low=0.0,
+        high=_HOUR,
     ),
 )
 
@@ -277,6 +297,8 @@ class Settings:
     metrics_listen: str | None = None
     health_listen: str | None = None
     state_url: str = DEFAULT_STATE_URL
+    request_id_ttl: float = 24 * _HOUR
+    reconcile_after: float = 5.0
     # HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY (either case) as the environment had them; a proxy URL
     # may carry a password, so they stay out of the repr.
     proxy_env: Mapping[str, str] = field(default_factory=dict, repr=False)

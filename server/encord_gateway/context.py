@@ -86,6 +86,8 @@ class AuditFacts:
     fingerprints: tuple[str, ...] = ()
     key_returned: bool = False
     created: bool | None = None
+    # A create answered from its request id's record: the same key again, or one adopted after a loss.
+    replayed: bool = False
     validate_only: bool = False
     identity: str = ""
     detail: str = ""
@@ -107,6 +109,8 @@ class CallRecord:
     context: CallContext | None = None
     # Set once the call reached authentication or policy: what its audit line records.
     audit: AuditFacts | None = None
+    # Trailing metadata the handler adds to a successful answer (the frame adds the trace id).
+    trailers: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:

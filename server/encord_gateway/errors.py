@@ -11,6 +11,11 @@ GatewayError
 │   └── ScopeAboveCeiling                                SCOPE_ABOVE_CEILING
 ├── RateLimited                      RESOURCE_EXHAUSTED  RATE_LIMITED
 ├── AuditUnavailable                 UNAVAILABLE         AUDIT_UNAVAILABLE
+├── StateUnavailable                 UNAVAILABLE         STATE_UNAVAILABLE
+├── RequestIdReused                  INVALID_ARGUMENT    REQUEST_ID_REUSED
+├── RequestInProgress                ABORTED             REQUEST_IN_PROGRESS (with RetryInfo)
+├── ReplayedKeyGone                  FAILED_PRECONDITION REPLAYED_KEY_GONE
+├── ReconcileAmbiguous               FAILED_PRECONDITION RECONCILE_AMBIGUOUS
 ├── Internal                         INTERNAL            INTERNAL
 └── UpstreamError
     ├── EncordError                                      (Encord's code)
@@ -33,6 +38,7 @@ GatewayError
     │   ├── UpstreamBadResponse                          UPSTREAM_BAD_RESPONSE
     │   └── UpstreamHttpError                            UPSTREAM_HTTP_ERROR
     └── UpstreamDeadlineExceeded     DEADLINE_EXCEEDED   DEADLINE_EXCEEDED
+        └── LockTimeout                                  (waited for another create of the resource)
 
 A subclass that declares `reason` is registered in REASONS; metrics, retries and the docs tests read it.
 """
@@ -304,6 +310,49 @@ class UpstreamHttpError(UpstreamUnavailable):
 class UpstreamDeadlineExceeded(UpstreamError):
     grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
     reason = "DEADLINE_EXCEEDED"
+
+
+# The state store and exactly-once creates -------------------------------------------------------------
+
+
+class StateUnavailable(GatewayError):
+    """The store cannot be reached: calls that need its promise fail closed, nothing is sent to Encord."""
+
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    reason = "STATE_UNAVAILABLE"
+
+
+class LockTimeout(UpstreamDeadlineExceeded):
+    """The deadline ran out waiting for another call's hold on the same resource."""
+
+
+class RequestIdReused(GatewayError):
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "REQUEST_ID_REUSED"
+
+
+class RequestInProgress(GatewayError):
+    grpc_code = grpc.StatusCode.ABORTED
+    reason = "REQUEST_IN_PROGRESS"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def details(self) -> list[Any]:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(max(1, int(self.retry_after_s * 1e9)))
+        return [error_details_pb2.RetryInfo(retry_delay=delay)]
+
+
+class ReplayedKeyGone(GatewayError):
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "REPLAYED_KEY_GONE"
+
+
+class ReconcileAmbiguous(GatewayError):
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "RECONCILE_AMBIGUOUS"
 
 
 def encord_error(code: str, payload: Any = None) -> EncordError:

@@ -187,6 +187,7 @@ class ProxyFaults:
     drop_after: float = 0.0  # close the gateway's connection without an answer
     garbage_after: float = 0.0  # answer HTTP 200 with an HTML page instead of Encord's answer
     gateway_timeout_after: float = 0.0  # answer HTTP 504, as a load balancer whose backend was slow
+    only_bodies_with: bytes = b""  # strike only calls whose body holds this (b'"POST"' for creates)
 
 
 class FaultProxy:
@@ -294,6 +295,8 @@ class FaultProxy:
             self.forwarded += 1
             draw = self._random.random()
         faults = self.faults
+        if faults.only_bodies_with not in body:
+            draw = 1.0
         if draw < faults.drop_after:
             self._count("drop_after")
             handler.close_connection = True

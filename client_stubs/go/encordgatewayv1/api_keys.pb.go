@@ -159,7 +159,16 @@ type CreateProjectApiKeyRequest struct {
 	// When true, the request is authenticated, authorized, validated and the
 	// project checked upstream, but no key is minted; the answer has an empty
 	// api_key.
-	ValidateOnly  bool `protobuf:"varint,4,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
+	ValidateOnly bool `protobuf:"varint,4,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
+	// Makes the create safe to retry (AIP-155): a UUID in canonical form, not all
+	// zeros, chosen by the caller once per logical create and sent again with
+	// every retry. A retry with the same id returns the same key (trailing
+	// metadata encord-gateway-replayed: true) instead of minting another; the
+	// same id with another request is INVALID_ARGUMENT (REQUEST_ID_REUSED), and
+	// while the first call runs it is ABORTED (REQUEST_IN_PROGRESS). Scoped to
+	// the caller and the method; kept for the gateway's --request-id-ttl.
+	// Optional; validate_only calls ignore it.
+	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -220,6 +229,13 @@ func (x *CreateProjectApiKeyRequest) GetValidateOnly() bool {
 		return x.ValidateOnly
 	}
 	return false
+}
+
+func (x *CreateProjectApiKeyRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // ProjectApiKey is an API key of a project.
@@ -464,7 +480,9 @@ type CreateDatasetApiKeyRequest struct {
 	// duplicates are removed.
 	Scopes []DatasetScope `protobuf:"varint,3,rep,packed,name=scopes,proto3,enum=encord_gateway.v1.DatasetScope" json:"scopes,omitempty"`
 	// When true, nothing is minted (see CreateProjectApiKeyRequest.validate_only).
-	ValidateOnly  bool `protobuf:"varint,4,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
+	ValidateOnly bool `protobuf:"varint,4,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
+	// Makes the create safe to retry; see CreateProjectApiKeyRequest.request_id.
+	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -525,6 +543,13 @@ func (x *CreateDatasetApiKeyRequest) GetValidateOnly() bool {
 		return x.ValidateOnly
 	}
 	return false
+}
+
+func (x *CreateDatasetApiKeyRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // DatasetApiKey is an API key of a dataset.
@@ -770,12 +795,14 @@ var File_encord_gateway_v1_api_keys_proto protoreflect.FileDescriptor
 
 const file_encord_gateway_v1_api_keys_proto_rawDesc = "" +
 	"\n" +
-	" encord_gateway/v1/api_keys.proto\x12\x11encord_gateway.v1\"\xb2\x01\n" +
+	" encord_gateway/v1/api_keys.proto\x12\x11encord_gateway.v1\"\xd1\x01\n" +
 	"\x1aCreateProjectApiKeyRequest\x12!\n" +
 	"\fproject_hash\x18\x01 \x01(\tR\vprojectHash\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x126\n" +
 	"\x06scopes\x18\x03 \x03(\x0e2\x1e.encord_gateway.v1.ApiKeyScopeR\x06scopes\x12#\n" +
-	"\rvalidate_only\x18\x04 \x01(\bR\fvalidateOnly\"\xbb\x01\n" +
+	"\rvalidate_only\x18\x04 \x01(\bR\fvalidateOnly\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\"\xbb\x01\n" +
 	"\rProjectApiKey\x12\x17\n" +
 	"\aapi_key\x18\x01 \x01(\tR\x06apiKey\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x126\n" +
@@ -788,12 +815,14 @@ const file_encord_gateway_v1_api_keys_proto_rawDesc = "" +
 	"\bapi_keys\x18\x01 \x03(\v2 .encord_gateway.v1.ProjectApiKeyR\aapiKeys\"i\n" +
 	"\x1fGetOrCreateProjectApiKeyRequest\x12!\n" +
 	"\fproject_hash\x18\x01 \x01(\tR\vprojectHash\x12#\n" +
-	"\rvalidate_only\x18\x02 \x01(\bR\fvalidateOnly\"\xb3\x01\n" +
+	"\rvalidate_only\x18\x02 \x01(\bR\fvalidateOnly\"\xd2\x01\n" +
 	"\x1aCreateDatasetApiKeyRequest\x12!\n" +
 	"\fdataset_hash\x18\x01 \x01(\tR\vdatasetHash\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x127\n" +
 	"\x06scopes\x18\x03 \x03(\x0e2\x1f.encord_gateway.v1.DatasetScopeR\x06scopes\x12#\n" +
-	"\rvalidate_only\x18\x04 \x01(\bR\fvalidateOnly\"\xd7\x01\n" +
+	"\rvalidate_only\x18\x04 \x01(\bR\fvalidateOnly\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\"\xd7\x01\n" +
 	"\rDatasetApiKey\x12!\n" +
 	"\fdataset_hash\x18\x01 \x01(\tR\vdatasetHash\x12\x17\n" +
 	"\aapi_key\x18\x02 \x01(\tR\x06apiKey\x12\x14\n" +

@@ -54,6 +54,7 @@ def audit_line(record: CallRecord, facts: AuditFacts) -> dict[str, Any]:
         "fingerprint": facts.fingerprint,
         "key_returned": facts.key_returned,
         "created": facts.created,
+        "replayed": facts.replayed,
         "validate_only": facts.validate_only,
     }
 

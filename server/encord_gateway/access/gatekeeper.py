@@ -57,10 +57,14 @@ class Minting:
     api_key: str = field(default="", repr=False)
     scopes: tuple[str, ...] = ()
     created: bool = True
+    replayed: bool = False
     done: bool = field(default=False)
 
-    def key(self, api_key: str, scopes: tuple[str, ...], *, created: bool = True) -> None:
+    def key(
+        self, api_key: str, scopes: tuple[str, ...], *, created: bool = True, replayed: bool = False
+    ) -> None:
         self.api_key, self.scopes, self.created, self.done = api_key, scopes, created, True
+        self.replayed = replayed
 
 
 # The gatekeeper -------------------------------------------------------------------------------------
@@ -94,7 +98,7 @@ class Gatekeeper:
         if not minting.done:
             facts.validate_only = True  # nothing minted; the call-end audit line says so
             return
-        facts.key_returned, facts.created = True, minting.created
+        facts.key_returned, facts.created, facts.replayed = True, minting.created, minting.replayed
         facts.scopes_granted, facts.fingerprint = minting.scopes, fingerprint(minting.api_key)
         if self._audit is not None:
             # Fail closed: no audit line, no key. Raised here, the key never reaches the response.

@@ -95,7 +95,9 @@ def rpc(
             record = frame.begin(method, context)
             try:
                 response = handler(self, request, record)
-                context.set_trailing_metadata(((TRACE_METADATA, trace_header(record.trace_id)),))
+                context.set_trailing_metadata(
+                    ((TRACE_METADATA, trace_header(record.trace_id)), *record.trailers)
+                )
                 return response
             except errors.GatewayError as exc:
                 record.code, record.reason = exc.grpc_code, exc.reason

@@ -18,10 +18,12 @@ from grpc_reflection.v1alpha import reflection
 from encord_gateway.access.auth import AuthInterceptor
 from encord_gateway.access.gatekeeper import Gatekeeper
 from encord_gateway.access.security import Security
+from encord_gateway.api.exactly_once import ExactlyOnce
 from encord_gateway.api.frame import RpcFrame
 from encord_gateway.api.servicer import SERVICE_NAME, ApiKeyServicer
-from encord_gateway.config import Settings, split_host_port
+from encord_gateway.config import ConfigError, Settings, split_host_port
 from encord_gateway.context import CallObserver
+from encord_gateway.state import StateConfigError, open_store
 from encord_gateway.upstream.client import EncordClient, RetryPolicy, UpstreamCall
 from encord_gateway.upstream.operations import KeyOperations
 from encord_gateway.upstream.signing import SigningKey
@@ -72,7 +74,17 @@ class GatewayServer:
             gatekeeper = gatekeeper or Gatekeeper(security.holder, security.audit, security.limits)
             if credentials is None and security.tls is not None:
                 credentials = security.tls.credentials()
-        self.servicer = ApiKeyServicer(KeyOperations(self.client), self.frame, gatekeeper or Gatekeeper())
+        try:
+            self.store = open_store(settings.state_url)
+        except StateConfigError as exc:
+            self.client.close()
+            raise ConfigError(str(exc)) from None
+        exactly_once = ExactlyOnce(
+            self.store, ttl_s=settings.request_id_ttl, reconcile_after_s=settings.reconcile_after
+        )
+        self.servicer = ApiKeyServicer(
+            KeyOperations(self.client, self.store.lock), self.frame, gatekeeper or Gatekeeper(), exactly_once
+        )
         self.health = health.HealthServicer()
         self._stopping = threading.Event()
         self._executor = futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix=_WORKERS)
@@ -156,6 +168,7 @@ class GatewayServer:
         drained.wait(grace + 1)
         stuck = self._busy_workers(wait_s=1.0)
         self.client.close()
+        self.store.close()
         if not stuck and self.security is not None and self.security.audit is not None:
             # Only when no handler can still write to it (a stuck one may yet finish).
             self.security.audit.close()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 
 from encord_gateway.access.gatekeeper import Access, Gatekeeper, KeyIntent
 from encord_gateway.api import validation
+from encord_gateway.api.exactly_once import ExactlyOnce, MintedKey, record_key, request_hash
 from encord_gateway.api.frame import RpcFrame, rpc
 from encord_gateway.context import CallContext, CallRecord
 from encord_gateway.redaction import fingerprint
@@ -21,6 +23,10 @@ from encord_gateway.scopes import (
     PROJECT_SCOPES,
 )
 from encord_gateway.upstream.operations import DatasetKey, KeyOperations, ProjectKey
+
+# Trailing metadata on a create answered from its request id's record rather than minted by this call.
+REPLAYED_METADATA = "encord-gateway-replayed"
+Key = TypeVar("Key", bound=MintedKey)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ApiKeyService"].full_name
 
@@ -49,10 +55,44 @@ def dataset_key_message(key: DatasetKey, *, reveal: bool = True) -> pb.DatasetAp
 class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
     """Each method: validate the request, ask the gatekeeper, run the operation, build the answer."""
 
-    def __init__(self, operations: KeyOperations, frame: RpcFrame, gatekeeper: Gatekeeper) -> None:
+    def __init__(
+        self,
+        operations: KeyOperations,
+        frame: RpcFrame,
+        gatekeeper: Gatekeeper,
+        exactly_once: ExactlyOnce | None = None,
+    ) -> None:
         self.operations = operations
         self.frame = frame
         self.gatekeeper = gatekeeper
+        self.exactly_once = exactly_once
+
+    def _create_once(
+        self,
+        record: CallRecord,
+        request_id: str,
+        intent: KeyIntent,
+        list_keys: Callable[[], list[Key]],
+        mint: Callable[[], Key],
+    ) -> tuple[Key, bool, bool]:
+        """(key, created, replayed): a create with a request id runs at most once, else it just runs."""
+        if not request_id or self.exactly_once is None:
+            return mint(), True, False
+        outcome = self.exactly_once.create(
+            key=record_key(record.caller, record.method, request_id),
+            fingerprint_of_request=request_hash(
+                intent.kind, intent.resource_hash, intent.title, intent.scopes
+            ),
+            lock_name=f"create:{intent.kind}:{intent.resource_hash}",
+            title=intent.title,
+            scopes=intent.scopes,
+            wait_s=_scope(record).deadline.remaining(),
+            list_keys=list_keys,
+            mint=mint,
+        )
+        if outcome.replayed:
+            record.trailers.append((REPLAYED_METADATA, "true"))
+        return outcome.key, outcome.created, outcome.replayed
 
     # Projects ---------------------------------------------------------------
 
@@ -62,7 +102,12 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
     ) -> pb.ProjectApiKey:
         record.resource_hash = request.project_hash
         checked = validation.key_request(
-            request.project_hash, "project_hash", request.title, request.scopes, PROJECT_SCOPES
+            request.project_hash,
+            "project_hash",
+            request.title,
+            request.scopes,
+            PROJECT_SCOPES,
+            request.request_id,
         )
         record.resource_hash = checked.resource_hash
         intent = KeyIntent.project(checked.resource_hash, checked.title, checked.scopes)
@@ -72,8 +117,14 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
                 return pb.ProjectApiKey(
                     title=checked.title, scopes=request.scopes, project_hash=checked.resource_hash
                 )
-            key = self.operations.create_project_key(checked, _scope(record))
-            minted.key(key.api_key, key.scopes)
+            key, created, replayed = self._create_once(
+                record,
+                request.request_id,
+                intent,
+                lambda: self.operations.list_project_keys(checked.resource_hash, _scope(record)),
+                lambda: self.operations.create_project_key(checked, _scope(record)),
+            )
+            minted.key(key.api_key, key.scopes, created=created, replayed=replayed)
         return project_key_message(key)
 
     @rpc("ListProjectApiKeys")
@@ -115,7 +166,12 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
     ) -> pb.DatasetApiKey:
         record.resource_hash = request.dataset_hash
         checked = validation.key_request(
-            request.dataset_hash, "dataset_hash", request.title, request.scopes, DATASET_SCOPES
+            request.dataset_hash,
+            "dataset_hash",
+            request.title,
+            request.scopes,
+            DATASET_SCOPES,
+            request.request_id,
         )
         record.resource_hash = checked.resource_hash
         intent = KeyIntent.dataset(checked.resource_hash, checked.title, checked.scopes)
@@ -125,8 +181,14 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
                 return pb.DatasetApiKey(
                     dataset_hash=checked.resource_hash, title=checked.title, scopes=request.scopes
                 )
-            key = self.operations.create_dataset_key(checked, _scope(record))
-            minted.key(key.api_key, key.scopes)
+            key, created, replayed = self._create_once(
+                record,
+                request.request_id,
+                intent,
+                lambda: self.operations.list_dataset_keys(checked.resource_hash, _scope(record)),
+                lambda: self.operations.create_dataset_key(checked, _scope(record)),
+            )
+            minted.key(key.api_key, key.scopes, created=created, replayed=replayed)
         return dataset_key_message(key)
 
     @rpc("ListDatasetApiKeys")

@@ -65,10 +65,33 @@ def scopes(
     return tuple(chosen)
 
 
+def request_id(value: str, violations: list[FieldViolation]) -> str:
+    """Optional; when set, a UUID in its canonical (lower-case 8-4-4-4-12) form, not all zeros (AIP-155)."""
+    if not value:
+        return value
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or str(parsed) != value:
+        violations.append(
+            FieldViolation("request_id", "must be a UUID in canonical form, such as a UUID4's str()")
+        )
+    elif parsed.int == 0:
+        violations.append(FieldViolation("request_id", "may not be the all-zeros UUID"))
+    return value
+
+
 def key_request(
-    hash_value: str, hash_field: str, title_value: str, scope_values: Iterable[int], names: Mapping[Any, str]
+    hash_value: str,
+    hash_field: str,
+    title_value: str,
+    scope_values: Iterable[int],
+    names: Mapping[Any, str],
+    request_id_value: str = "",
 ) -> KeyRequest:
     violations: list[FieldViolation] = []
+    request_id(request_id_value, violations)
     request = KeyRequest(
         resource_hash(hash_value, hash_field, violations),
         title(title_value, violations),

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             interceptors=[metrics.interceptor()] if metrics else [],
             on_attempt=metrics.upstream_attempt if metrics else None,
         )
-    except UpstreamSetupError as exc:
+    except (UpstreamSetupError, config.ConfigError) as exc:
         return fail(str(exc))
     if metrics is not None and settings.metrics_listen:
         try:

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import threading
-import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from encord_gateway import errors
-from encord_gateway.context import CallContext, Deadline
+from encord_gateway.context import CallContext
 from encord_gateway.scopes import (
     ALL_DATASET_SCOPES,
     ALL_PROJECT_SCOPES,
     DATASET_SCOPE_NUMBERS,
     PROJECT_SCOPE_NUMBERS,
 )
+from encord_gateway.state import MemoryStore
 from encord_gateway.upstream.client import EncordClient, UpstreamCall
 
 log = logging.getLogger(__name__)
@@ -52,29 +52,21 @@ class DatasetKey:
     scopes: tuple[str, ...]
 
 
-class StripedLocks:
-    """A fixed set of locks picked by a key's hash: per-resource exclusion in bounded memory."""
-
-    def __init__(self, stripes: int = 64) -> None:
-        self._locks = [threading.Lock() for _ in range(stripes)]
-
-    def acquire(self, key: str, deadline: Deadline) -> threading.Lock:
-        lock = self._locks[zlib.crc32(key.encode()) % len(self._locks)]
-        if not lock.acquire(timeout=max(0.0, deadline.remaining())):
-            raise errors.UpstreamDeadlineExceeded(
-                "the deadline ran out waiting for a concurrent get-or-create of the same resource"
-            )
-        return lock
+# Takes a named lock for at most `wait_s`, held for a lease of `lease_s` (renewed while held).
+Locks = Callable[[str, float, float], contextlib.AbstractContextManager[None]]
+# A get-or-create holds the lock while it lists and mints: longer than any call may run.
+LOCK_LEASE_S = 30.0
 
 
 class KeyOperations:
     """Turns each operation into Encord calls (encord/user_client.py) and parses what comes back."""
 
-    def __init__(self, client: EncordClient) -> None:
+    def __init__(self, client: EncordClient, locks: Locks | None = None) -> None:
         self._client = client
-        # Two simultaneous get-or-creates for one resource would both miss the
-        # master key and both mint one; in one process, this lock makes it one.
-        self._get_or_create = StripedLocks()
+        # Two simultaneous get-or-creates for one resource would both miss the master key and both
+        # mint one. The state store's lock makes it one: in this process (memory://), on this host
+        # (sqlite://) or across the fleet.
+        self._locks: Locks = locks or MemoryStore().lock
 
     def _call(
         self, scope: CallContext, query_type: str, method: str, uid: Any, payload: Any, *, retryable: bool
@@ -99,15 +91,14 @@ class KeyOperations:
         ]
 
     def get_or_create_project_key(self, project_hash: str, scope: CallContext) -> tuple[ProjectKey, bool]:
-        lock = self._get_or_create.acquire(project_hash, scope.deadline)
-        try:
+        with self._locks(
+            f"master:project:{project_hash}", LOCK_LEASE_S, max(0.0, scope.deadline.remaining())
+        ):
             for key in self.list_project_keys(project_hash, scope):
                 if set(key.scopes) == set(ALL_PROJECT_SCOPES):
                     return key, False
             request = KeyRequest(project_hash, f"{project_hash} - admin key", ALL_PROJECT_SCOPES)
             return self.create_project_key(request, scope), True
-        finally:
-            lock.release()
 
     # Datasets ---------------------------------------------------------------
 
@@ -128,15 +119,14 @@ class KeyOperations:
         ]
 
     def get_or_create_dataset_key(self, dataset_hash: str, scope: CallContext) -> tuple[DatasetKey, bool]:
-        lock = self._get_or_create.acquire(dataset_hash, scope.deadline)
-        try:
+        with self._locks(
+            f"master:dataset:{dataset_hash}", LOCK_LEASE_S, max(0.0, scope.deadline.remaining())
+        ):
             for key in self.list_dataset_keys(dataset_hash, scope):
                 if set(key.scopes) == set(ALL_DATASET_SCOPES):
                     return key, False
             request = KeyRequest(dataset_hash, f"{dataset_hash} - admin key", ALL_DATASET_SCOPES)
             return self.create_dataset_key(request, scope), True
-        finally:
-            lock.release()
 
 
 # Parsing Encord's answers ---------------------------------------------------

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
 
 from .channel import Metadata, PemSource, create_channel
-from .errors import TRACE_METADATA, map_rpc_errors
+from .errors import TRACE_METADATA, GatewayError, map_rpc_errors
 from .models import DatasetApiKey, ProjectApiKey
 from .scopes import DatasetScope, ProjectScope
 from .v1 import api_keys_pb2 as pb
 from .v1 import api_keys_pb2_grpc as pb_grpc
 
 DEFAULT_TIMEOUT_S = 30.0
+# A create with a request id is safe to send again: the gateway answers a retry with the same key.
+# These are the statuses worth it: the outcome was unknown (UNAVAILABLE) or the first try still runs.
+_RETRIED_CREATE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
+DEFAULT_CREATE_ATTEMPTS = 4
 
 _Response = TypeVar("_Response")
 
@@ -65,11 +72,17 @@ class GatewayClient:
         *,
         default_timeout: float | None = DEFAULT_TIMEOUT_S,
         metadata: Metadata = (),
+        create_attempts: int = DEFAULT_CREATE_ATTEMPTS,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if create_attempts < 1:
+            raise ValueError("create_attempts must be at least 1")
         self._channel = channel
         self._stub = pb_grpc.ApiKeyServiceStub(channel)
         self._default_timeout = default_timeout
         self._metadata = tuple(metadata)
+        self._create_attempts = create_attempts
+        self._sleep = sleep
 
     connect = staticmethod(connect)
 
@@ -82,17 +95,23 @@ class GatewayClient:
         scopes: Iterable[ProjectScope | str],
         *,
         validate_only: bool = False,
+        request_id: str | None = None,
         timeout: float | None = None,
         trace_id: str | None = None,
     ) -> ProjectApiKey:
-        """Mints a project key. Never retried: after UNAVAILABLE or DEADLINE_EXCEEDED, list to find out."""
+        """Mints a project key, exactly once: retried on UNAVAILABLE and ABORTED under one request id.
+
+        `request_id` (a UUID) names the logical create; without one, a new UUID4 is made for this call
+        and kept across its retries. Give your own to retry a create from a later call or process.
+        """
         request = pb.CreateProjectApiKeyRequest(
             project_hash=project_hash,
             title=title,
             scopes=[ProjectScope(s).to_proto() for s in scopes],
             validate_only=validate_only,
+            request_id=request_id or str(uuid.uuid4()),
         )
-        answer = self._call(self._stub.CreateProjectApiKey, request, timeout, trace_id)
+        answer = self._create(self._stub.CreateProjectApiKey, request, timeout, trace_id)
         return ProjectApiKey.from_proto(answer)
 
     def list_project_api_keys(
@@ -125,17 +144,19 @@ class GatewayClient:
         scopes: Iterable[DatasetScope | str],
         *,
         validate_only: bool = False,
+        request_id: str | None = None,
         timeout: float | None = None,
         trace_id: str | None = None,
     ) -> DatasetApiKey:
-        """Mints a dataset key. Never retried, as for create_project_api_key."""
+        """Mints a dataset key exactly once, as create_project_api_key does."""
         request = pb.CreateDatasetApiKeyRequest(
             dataset_hash=dataset_hash,
             title=title,
             scopes=[DatasetScope(s).to_proto() for s in scopes],
             validate_only=validate_only,
+            request_id=request_id or str(uuid.uuid4()),
         )
-        answer = self._call(self._stub.CreateDatasetApiKey, request, timeout, trace_id)
+        answer = self._create(self._stub.CreateDatasetApiKey, request, timeout, trace_id)
         return DatasetApiKey.from_proto(answer)
 
     def list_dataset_api_keys(
@@ -160,6 +181,31 @@ class GatewayClient:
         return DatasetApiKey.from_proto(answer)
 
     # Plumbing ---------------------------------------------------------------
+
+    def _create(
+        self,
+        method: grpc.UnaryUnaryMultiCallable[Any, _Response],
+        request: Any,
+        timeout: float | None,
+        trace_id: str | None,
+    ) -> _Response:
+        """One logical create: the same request, request id included, until it is answered or time is up."""
+        budget = self._default_timeout if timeout is None else timeout
+        ends = None if budget is None else time.monotonic() + budget
+        attempt = 0
+        while True:
+            attempt += 1
+            left = None if ends is None else ends - time.monotonic()
+            try:
+                return self._call(method, request, left, trace_id)
+            except GatewayError as error:
+                if error.code not in _RETRIED_CREATE_CODES or attempt >= self._create_attempts:
+                    raise
+                # The gateway says when (RetryInfo); else exponential backoff with full jitter.
+                pause = error.retry_delay or random.uniform(0, min(2.0, 0.2 * 2 ** (attempt - 1)))
+                if ends is not None and time.monotonic() + pause >= ends:
+                    raise  # no time left for another attempt: the last answer stands
+                self._sleep(pause)
 
     def _call(
         self,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n encord_gateway/v1/api_keys.proto\x12\x11\x65ncord_gateway.v1\"\x88\x01\n\x1a\x43reateProjectApiKeyRequest\x12\x14\n\x0cproject_hash\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12.\n\x06scopes\x18\x03 \x03(\x0e\x32\x1e.encord_gateway.v1.ApiKeyScope\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\"\x8a\x01\n\rProjectApiKey\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12.\n\x06scopes\x18\x03 \x03(\x0e\x32\x1e.encord_gateway.v1.ApiKeyScope\x12\x14\n\x0cproject_hash\x18\x04 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x05 \x01(\t\"1\n\x19ListProjectApiKeysRequest\x12\x14\n\x0cproject_hash\x18\x01 \x01(\t\"P\n\x1aListProjectApiKeysResponse\x12\x32\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32 .encord_gateway.v1.ProjectApiKey\"N\n\x1fGetOrCreateProjectApiKeyRequest\x12\x14\n\x0cproject_hash\x18\x01 \x01(\t\x12\x15\n\rvalidate_only\x18\x02 \x01(\x08\"\x89\x01\n\x1a\x43reateDatasetApiKeyRequest\x12\x14\n\x0c\x64\x61taset_hash\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12/\n\x06scopes\x18\x03 \x03(\x0e\x32\x1f.encord_gateway.v1.DatasetScope\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\"\x9d\x01\n\rDatasetApiKey\x12\x14\n\x0c\x64\x61taset_hash\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x10\n\x08key_hash\x18\x04 \x01(\t\x12/\n\x06scopes\x18\x05 \x03(\x0e\x32\x1f.encord_gateway.v1.DatasetScope\x12\x13\n\x0b\x66ingerprint\x18\x06 \x01(\t\"1\n\x19ListDatasetApiKeysRequest\x12\x14\n\x0c\x64\x61taset_hash\x18\x01 \x01(\t\"P\n\x1aListDatasetApiKeysResponse\x12\x32\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32 .encord_gateway.v1.DatasetApiKey\"N\n\x1fGetOrCreateDatasetApiKeyRequest\x12\x14\n\x0c\x64\x61taset_hash\x18\x01 \x01(\t\x12\x15\n\rvalidate_only\x18\x02 \x01(\x08*\xee\x01\n\x0b\x41piKeyScope\x12\x1d\n\x19\x41PI_KEY_SCOPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41PI_KEY_SCOPE_LABEL_READ\x10\x01\x12\x1d\n\x19\x41PI_KEY_SCOPE_LABEL_WRITE\x10\x02\x12!\n\x1d\x41PI_KEY_SCOPE_MODEL_INFERENCE\x10\x03\x12\x1d\n\x19\x41PI_KEY_SCOPE_MODEL_TRAIN\x10\x04\x12!\n\x1d\x41PI_KEY_SCOPE_LABEL_LOGS_READ\x10\x05\x12\x1e\n\x1a\x41PI_KEY_SCOPE_ALGO_LIBRARY\x10\x06*^\n\x0c\x44\x61tasetScope\x12\x1d\n\x19\x44\x41TASET_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44\x41TASET_SCOPE_READ\x10\x01\x12\x17\n\x13\x44\x41TASET_SCOPE_WRITE\x10\x02\x32\xa9\x05\n\rApiKeyService\x12\x66\n\x13\x43reateProjectApiKey\x12-.encord_gateway.v1.CreateProjectApiKeyRequest\x1a .encord_gateway.v1.ProjectApiKey\x12q\n\x12ListProjectApiKeys\x12,.encord_gateway.v1.ListProjectApiKeysRequest\x1a-.encord_gateway.v1.ListProjectApiKeysResponse\x12p\n\x18GetOrCreateProjectApiKey\x12\x32.encord_gateway.v1.GetOrCreateProjectApiKeyRequest\x1a .encord_gateway.v1.ProjectApiKey\x12\x66\n\x13\x43reateDatasetApiKey\x12-.encord_gateway.v1.CreateDatasetApiKeyRequest\x1a .encord_gateway.v1.DatasetApiKey\x12q\n\x12ListDatasetApiKeys\x12,.encord_gateway.v1.ListDatasetApiKeysRequest\x1a-.encord_gateway.v1.ListDatasetApiKeysResponse\x12p\n\x18GetOrCreateDatasetApiKey\x12\x32.encord_gateway.v1.GetOrCreateDatasetApiKeyRequest\x1a .encord_gateway.v1.DatasetApiKeyB\x80\x01\n\x14\x63om.encordgateway.v1B\x0c\x41piKeysProtoP\x01ZXgithub.com/encord-gateway/encord-gateway/client_stubs/go/encordgatewayv1;encordgatewayv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n encord_gateway/v1/api_keys.proto\x12\x11\x65ncord_gateway.v1\"\x9c\x01\n\x1a\x43reateProjectApiKeyRequest\x12\x14\n\x0cproject_hash\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12.\n\x06scopes\x18\x03 \x03(\x0e\x32\x1e.encord_gateway.v1.ApiKeyScope\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"\x8a\x01\n\rProjectApiKey\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12.\n\x06scopes\x18\x03 \x03(\x0e\x32\x1e.encord_gateway.v1.ApiKeyScope\x12\x14\n\x0cproject_hash\x18\x04 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x05 \x01(\t\"1\n\x19ListProjectApiKeysRequest\x12\x14\n\x0cproject_hash\x18\x01 \x01(\t\"P\n\x1aListProjectApiKeysResponse\x12\x32\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32 .encord_gateway.v1.ProjectApiKey\"N\n\x1fGetOrCreateProjectApiKeyRequest\x12\x14\n\x0cproject_hash\x18\x01 \x01(\t\x12\x15\n\rvalidate_only\x18\x02 \x01(\x08\"\x9d\x01\n\x1a\x43reateDatasetApiKeyRequest\x12\x14\n\x0c\x64\x61taset_hash\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12/\n\x06scopes\x18\x03 \x03(\x0e\x32\x1f.encord_gateway.v1.DatasetScope\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"\x9d\x01\n\rDatasetApiKey\x12\x14\n\x0c\x64\x61taset_hash\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x10\n\x08key_hash\x18\x04 \x01(\t\x12/\n\x06scopes\x18\x05 \x03(\x0e\x32\x1f.encord_gateway.v1.DatasetScope\x12\x13\n\x0b\x66ingerprint\x18\x06 \x01(\t\"1\n\x19ListDatasetApiKeysRequest\x12\x14\n\x0c\x64\x61taset_hash\x18\x01 \x01(\t\"P\n\x1aListDatasetApiKeysResponse\x12\x32\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32 .encord_gateway.v1.DatasetApiKey\"N\n\x1fGetOrCreateDatasetApiKeyRequest\x12\x14\n\x0c\x64\x61taset_hash\x18\x01 \x01(\t\x12\x15\n\rvalidate_only\x18\x02 \x01(\x08*\xee\x01\n\x0b\x41piKeyScope\x12\x1d\n\x19\x41PI_KEY_SCOPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41PI_KEY_SCOPE_LABEL_READ\x10\x01\x12\x1d\n\x19\x41PI_KEY_SCOPE_LABEL_WRITE\x10\x02\x12!\n\x1d\x41PI_KEY_SCOPE_MODEL_INFERENCE\x10\x03\x12\x1d\n\x19\x41PI_KEY_SCOPE_MODEL_TRAIN\x10\x04\x12!\n\x1d\x41PI_KEY_SCOPE_LABEL_LOGS_READ\x10\x05\x12\x1e\n\x1a\x41PI_KEY_SCOPE_ALGO_LIBRARY\x10\x06*^\n\x0c\x44\x61tasetScope\x12\x1d\n\x19\x44\x41TASET_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44\x41TASET_SCOPE_READ\x10\x01\x12\x17\n\x13\x44\x41TASET_SCOPE_WRITE\x10\x02\x32\xa9\x05\n\rApiKeyService\x12\x66\n\x13\x43reateProjectApiKey\x12-.encord_gateway.v1.CreateProjectApiKeyRequest\x1a .encord_gateway.v1.ProjectApiKey\x12q\n\x12ListProjectApiKeys\x12,.encord_gateway.v1.ListProjectApiKeysRequest\x1a-.encord_gateway.v1.ListProjectApiKeysResponse\x12p\n\x18GetOrCreateProjectApiKey\x12\x32.encord_gateway.v1.GetOrCreateProjectApiKeyRequest\x1a .encord_gateway.v1.ProjectApiKey\x12\x66\n\x13\x43reateDatasetApiKey\x12-.encord_gateway.v1.CreateDatasetApiKeyRequest\x1a .encord_gateway.v1.DatasetApiKey\x12q\n\x12ListDatasetApiKeys\x12,.encord_gateway.v1.ListDatasetApiKeysRequest\x1a-.encord_gateway.v1.ListDatasetApiKeysResponse\x12p\n\x18GetOrCreateDatasetApiKey\x12\x32.encord_gateway.v1.GetOrCreateDatasetApiKeyRequest\x1a .encord_gateway.v1.DatasetApiKeyB\x80\x01\n\x14\x63om.encordgateway.v1B\x0c\x41piKeysProtoP\x01ZXgithub.com/encord-gateway/encord-gateway/client_stubs/go/encordgatewayv1;encordgatewayv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,30 +32,30 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'encord_gateway.v1.api_keys_
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\024com.encordgateway.v1B\014ApiKeysProtoP\001ZXgithub.com/encord-gateway/encord-gateway/client_stubs/go/encordgatewayv1;encordgatewayv1'
-  _globals['_APIKEYSCOPE']._serialized_start=1062
-  _globals['_APIKEYSCOPE']._serialized_end=1300
-  _globals['_DATASETSCOPE']._serialized_start=1302
-  _globals['_DATASETSCOPE']._serialized_end=1396
+  _globals['_APIKEYSCOPE']._serialized_start=1102
+  _globals['_APIKEYSCOPE']._serialized_end=1340
+  _globals['_DATASETSCOPE']._serialized_start=1342
+  _globals['_DATASETSCOPE']._serialized_end=1436
   _globals['_CREATEPROJECTAPIKEYREQUEST']._serialized_start=56
-  _globals['_CREATEPROJECTAPIKEYREQUEST']._serialized_end=192
-  _globals['_PROJECTAPIKEY']._serialized_start=195
-  _globals['_PROJECTAPIKEY']._serialized_end=333
-  _globals['_LISTPROJECTAPIKEYSREQUEST']._serialized_start=335
-  _globals['_LISTPROJECTAPIKEYSREQUEST']._serialized_end=384
-  _globals['_LISTPROJECTAPIKEYSRESPONSE']._serialized_start=386
-  _globals['_LISTPROJECTAPIKEYSRESPONSE']._serialized_end=466
-  _globals['_GETORCREATEPROJECTAPIKEYREQUEST']._serialized_start=468
-  _globals['_GETORCREATEPROJECTAPIKEYREQUEST']._serialized_end=546
-  _globals['_CREATEDATASETAPIKEYREQUEST']._serialized_start=549
-  _globals['_CREATEDATASETAPIKEYREQUEST']._serialized_end=686
-  _globals['_DATASETAPIKEY']._serialized_start=689
-  _globals['_DATASETAPIKEY']._serialized_end=846
-  _globals['_LISTDATASETAPIKEYSREQUEST']._serialized_start=848
-  _globals['_LISTDATASETAPIKEYSREQUEST']._serialized_end=897
-  _globals['_LISTDATASETAPIKEYSRESPONSE']._serialized_start=899
-  _globals['_LISTDATASETAPIKEYSRESPONSE']._serialized_end=979
-  _globals['_GETORCREATEDATASETAPIKEYREQUEST']._serialized_start=981
-  _globals['_GETORCREATEDATASETAPIKEYREQUEST']._serialized_end=1059
-  _globals['_APIKEYSERVICE']._serialized_start=1399
-  _globals['_APIKEYSERVICE']._serialized_end=2080
+  _globals['_CREATEPROJECTAPIKEYREQUEST']._serialized_end=212
+  _globals['_PROJECTAPIKEY']._serialized_start=215
+  _globals['_PROJECTAPIKEY']._serialized_end=353
+  _globals['_LISTPROJECTAPIKEYSREQUEST']._serialized_start=355
+  _globals['_LISTPROJECTAPIKEYSREQUEST']._serialized_end=404
+  _globals['_LISTPROJECTAPIKEYSRESPONSE']._serialized_start=406
+  _globals['_LISTPROJECTAPIKEYSRESPONSE']._serialized_end=486
+  _globals['_GETORCREATEPROJECTAPIKEYREQUEST']._serialized_start=488
+  _globals['_GETORCREATEPROJECTAPIKEYREQUEST']._serialized_end=566
+  _globals['_CREATEDATASETAPIKEYREQUEST']._serialized_start=569
+  _globals['_CREATEDATASETAPIKEYREQUEST']._serialized_end=726
+  _globals['_DATASETAPIKEY']._serialized_start=729
+  _globals['_DATASETAPIKEY']._serialized_end=886
+  _globals['_LISTDATASETAPIKEYSREQUEST']._serialized_start=888
+  _globals['_LISTDATASETAPIKEYSREQUEST']._serialized_end=937
+  _globals['_LISTDATASETAPIKEYSRESPONSE']._serialized_start=939
+  _globals['_LISTDATASETAPIKEYSRESPONSE']._serialized_end=1019
+  _globals['_GETORCREATEDATASETAPIKEYREQUEST']._serialized_start=1021
+  _globals['_GETORCREATEDATASETAPIKEYREQUEST']._serialized_end=1099
+  _globals['_APIKEYSERVICE']._serialized_start=1439
+  _globals['_APIKEYSERVICE']._serialized_end=2120
 # @@protoc_insertion_point(module_scope)

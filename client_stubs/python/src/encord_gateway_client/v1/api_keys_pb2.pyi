@@ -34,16 +34,18 @@ DATASET_SCOPE_READ: DatasetScope
 DATASET_SCOPE_WRITE: DatasetScope
 
 class CreateProjectApiKeyRequest(_message.Message):
-    __slots__ = ("project_hash", "title", "scopes", "validate_only")
+    __slots__ = ("project_hash", "title", "scopes", "validate_only", "request_id")
     PROJECT_HASH_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
     VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     project_hash: str
     title: str
     scopes: _containers.RepeatedScalarFieldContainer[ApiKeyScope]
     validate_only: bool
-    def __init__(self, project_hash: _Optional[str] = ..., title: _Optional[str] = ..., scopes: _Optional[_Iterable[_Union[ApiKeyScope, str]]] = ..., validate_only: _Optional[bool] = ...) -> None: ...
+    request_id: str
+    def __init__(self, project_hash: _Optional[str] = ..., title: _Optional[str] = ..., scopes: _Optional[_Iterable[_Union[ApiKeyScope, str]]] = ..., validate_only: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ProjectApiKey(_message.Message):
     __slots__ = ("api_key", "title", "scopes", "project_hash", "fingerprint")
@@ -80,16 +82,18 @@ class GetOrCreateProjectApiKeyRequest(_message.Message):
     def __init__(self, project_hash: _Optional[str] = ..., validate_only: _Optional[bool] = ...) -> None: ...
 
 class CreateDatasetApiKeyRequest(_message.Message):
-    __slots__ = ("dataset_hash", "title", "scopes", "validate_only")
+    __slots__ = ("dataset_hash", "title", "scopes", "validate_only", "request_id")
     DATASET_HASH_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
     VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     dataset_hash: str
     title: str
     scopes: _containers.RepeatedScalarFieldContainer[DatasetScope]
     validate_only: bool
-    def __init__(self, dataset_hash: _Optional[str] = ..., title: _Optional[str] = ..., scopes: _Optional[_Iterable[_Union[DatasetScope, str]]] = ..., validate_only: _Optional[bool] = ...) -> None: ...
+    request_id: str
+    def __init__(self, dataset_hash: _Optional[str] = ..., title: _Optional[str] = ..., scopes: _Optional[_Iterable[_Union[DatasetScope, str]]] = ..., validate_only: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class DatasetApiKey(_message.Message):
     __slots__ = ("dataset_hash", "api_key", "title", "key_hash", "scopes", "fingerprint")
