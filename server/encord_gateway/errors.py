@@ -10,6 +10,7 @@ GatewayError
 │   ├── ResourceNotAllowed                               RESOURCE_NOT_ALLOWED
 │   └── ScopeAboveCeiling                                SCOPE_ABOVE_CEILING
 ├── RateLimited                      RESOURCE_EXHAUSTED  RATE_LIMITED
+├── TooManyInFlight                  RESOURCE_EXHAUSTED  TOO_MANY_IN_FLIGHT
 ├── AuditUnavailable                 UNAVAILABLE         AUDIT_UNAVAILABLE
 ├── StateUnavailable                 UNAVAILABLE         STATE_UNAVAILABLE
 ├── RequestIdReused                  INVALID_ARGUMENT    REQUEST_ID_REUSED
@@ -183,6 +184,13 @@ class RateLimited(GatewayError):
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(max(1, int(self.retry_after_s * 1e9)))
         return [error_details_pb2.RetryInfo(retry_delay=delay)]
+
+
+class TooManyInFlight(GatewayError):
+    """The caller (or the open health and reflection services) already runs as many calls as allowed."""
+
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "TOO_MANY_IN_FLIGHT"
 
 
 class AuditUnavailable(GatewayError):

@@ -10,6 +10,7 @@ import pytest
 from encord_gateway import errors
 from encord_gateway.access.auth import AuthFailure, _WithoutCredentials, authenticate, certificate_identities
 from encord_gateway.access.gatekeeper import Access, Gatekeeper, KeyIntent
+from encord_gateway.access.inflight import InFlight
 from encord_gateway.access.policy import PRINCIPAL, Policy, PolicyHolder, Principal
 from encord_gateway.access.policy_toml import load_policy
 from encord_gateway.access.ratelimit import Rate, RateLimits, TokenBucket
@@ -106,6 +107,10 @@ def _with(**changes: Any) -> dict[str, Any]:
         (_with(project_scopes=["label.delete"]), "unknown scope 'label.delete'"),
         (_with(dataset_scopes=["label.read"]), "unknown scope 'label.read'"),
         (_with(reveal_keys="true"), "reveal_keys must be true or false"),
+        (_with(max_in_flight=0), "max_in_flight must be a whole number from 1 to 10000"),
+        (_with(max_in_flight=10_001), "max_in_flight must be a whole number from 1 to 10000"),
+        (_with(max_in_flight=2.5), "max_in_flight must be a whole number from 1 to 10000"),
+        (_with(max_in_flight=True), "max_in_flight must be a whole number from 1 to 10000"),
         (_with(rate_limit={"per_second": 0}), "per_second must be a number above 0"),
         (_with(rate_limit={"per_second": 1, "burst": 0}), "burst must be a whole number"),
         (_with(rate_limit={"per_second": 1, "every": 2}), "rate_limit must be a table"),
@@ -422,3 +427,18 @@ def test_a_call_keeps_the_rule_it_was_authenticated_under_across_a_reload() -> N
         PRINCIPAL.reset(token)
     with pytest.raises(AuthFailure):
         authenticate(holder.current, NO_CERT, bearer(VENDOR_TOKEN), mtls=False)  # the next call does not
+
+
+def test_max_in_flight_defaults_to_16_and_is_read() -> None:
+    assert load_policy(_with()).callers[0].max_in_flight == 16
+    assert load_policy(_with(max_in_flight=3)).callers[0].max_in_flight == 3
+
+
+def test_the_in_flight_ceiling_refuses_at_once_and_frees_its_slot() -> None:
+    in_flight = InFlight()
+    with in_flight.slot("caller:a", 2, "this caller"), in_flight.slot("caller:a", 2, "this caller"):
+        with pytest.raises(errors.TooManyInFlight), in_flight.slot("caller:a", 2, "this caller"):
+            pass
+        with in_flight.slot("caller:b", 2, "this caller"):  # another caller has its own slots
+            assert in_flight.running("caller:b") == 1
+    assert in_flight.running("caller:a") == 0

@@ -48,6 +48,27 @@ def test_reflection_lists_the_services(channel: grpc.Channel) -> None:
     assert described[0].file_descriptor_response.file_descriptor_proto
 
 
+@pytest.mark.parametrize(
+    ("symbol", "found"),
+    [
+        (f"{SERVICE}.CreateProjectApiKey", True),  # grpcurl describe asks for methods by full name
+        ("encord_gateway.v1.CreateProjectApiKeyRequest", True),
+        (f"{SERVICE}.NoSuchMethod", False),
+        ("no.such.Symbol", False),
+    ],
+)
+def test_reflection_finds_the_file_of_a_method_and_not_of_a_stranger(
+    channel: grpc.Channel, symbol: str, found: bool
+) -> None:
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    request = reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)
+    (answer,) = reflection.ServerReflectionInfo(iter([request]), timeout=5)
+    if found:
+        assert answer.file_descriptor_response.file_descriptor_proto
+    else:
+        assert answer.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
+
+
 def watch_until(channel: grpc.Channel, wanted: int, timeout: float = 15) -> bool:
     for answer in health_pb2_grpc.HealthStub(channel).Watch(
         health_pb2.HealthCheckRequest(service=SERVICE), timeout=timeout

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
@@ -11,6 +12,7 @@ from encord_gateway_client.v1 import api_keys_pb2 as pb
 from google.protobuf.message import DecodeError
 
 from encord_gateway import errors
+from encord_gateway.access.inflight import InFlight
 from encord_gateway.access.policy import PRINCIPAL, Policy, PolicyHolder, Principal
 from encord_gateway.context import (
     CALLER,
@@ -142,12 +144,34 @@ class _WithoutCredentials:
 
 if TYPE_CHECKING:
     _ServerInterceptor = grpc.ServerInterceptor[Any, Any]
+    _Handler = grpc.RpcMethodHandler[Any, Any]
 else:  # generic only in the type stubs
     _ServerInterceptor = grpc.ServerInterceptor
+    _Handler = grpc.RpcMethodHandler
+
+
+# Health and reflection need no credentials, so strangers reach them: at most this many of their calls
+# run at once (each holds a worker while it waits for its messages); the rest are refused at once.
+OPEN_SERVICE_CEILINGS = {"/grpc.health.v1.Health/": 16, "/grpc.reflection.": 8}
+
+
+def _first(requests: Iterator[Any]) -> Any:
+    """The one request message of a unary call, read only once the call may run."""
+    try:
+        return next(requests)
+    except StopIteration:
+        return _UNDECODABLE  # the client closed its side without sending one
 
 
 class AuthInterceptor(_ServerInterceptor):
-    """Authenticates every ApiKeyService call; health and reflection stay open for probes and tools."""
+    """Authenticates every ApiKeyService call before its request is read; bounds the open services.
+
+    A sync gRPC server gives each call a worker thread, which then waits for the request message. So
+    each unary method is served as a request-streaming handler: the worker authenticates from the
+    headers, takes one of the caller's `max_in_flight` slots, and only then reads the message. A
+    stranger's header-only streams are refused at once and hold no worker; a caller's are bounded by
+    its slots; health and reflection (no credentials) are bounded by OPEN_SERVICE_CEILINGS.
+    """
 
     def __init__(
         self, holder: PolicyHolder, *, mtls: bool, finish: Callable[[CallRecord], None] | None = None
@@ -156,28 +180,40 @@ class AuthInterceptor(_ServerInterceptor):
         self._mtls = mtls
         # The frame's finish(): a refused call gets the same log line and observers (audit) as any other.
         self._finish = finish
+        self.in_flight = InFlight()
         # grpc asks for the handler on every call; the guarded one is built once per method.
-        self._guarded: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
+        self._guarded: dict[str, tuple[_Handler, _Handler]] = {}
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        continuation: Callable[[grpc.HandlerCallDetails], _Handler | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+    ) -> _Handler | None:
         handler = continuation(handler_call_details)
         full_method = handler_call_details.method
-        if handler is None or not full_method.startswith(SERVICE_PREFIX):
+        if handler is None:
             return handler
         built = self._guarded.get(full_method)
         if built is not None and built[0] is handler:
             return built[1]
+        if full_method.startswith(SERVICE_PREFIX):
+            wrapped = self._authenticated(full_method, handler)
+        else:
+            ceiling = next((n for p, n in OPEN_SERVICE_CEILINGS.items() if full_method.startswith(p)), None)
+            if ceiling is None:
+                return handler
+            wrapped = _bounded(handler, self.in_flight, full_method.split("/")[1], ceiling)
+        self._guarded[full_method] = (handler, wrapped)
+        return wrapped
+
+    def _authenticated(self, full_method: str, handler: _Handler) -> _Handler:
         inner = handler.unary_unary
         if inner is None:
             # Every ApiKeyService method is unary; anything else would slip past the check, so refuse it.
             raise RuntimeError(f"{full_method} is not unary-unary and cannot be authenticated")
         method = full_method[len(SERVICE_PREFIX) :]
 
-        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+        def guarded(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
             policy = self._holder.current  # one policy for the whole call, even if a reload lands now
             try:
                 principal = authenticate(
@@ -188,27 +224,36 @@ class AuthInterceptor(_ServerInterceptor):
                 facts = AuditFacts(
                     caller="", auth="none", kind="", identity=failure.identity, detail=failure.detail
                 )
-                self._refuse(method, request, context, error, facts)
+                self._refuse(method, None, context, error, facts)
                 raise  # not reached: _refuse aborts the call
-            if request is _UNDECODABLE:
-                violation = errors.FieldViolation("request", f"is not a valid {method} request message")
-                self._refuse(
-                    method, request, context, errors.InvalidRequest([violation]), None, principal.name
-                )
-            principal_token, caller_token = PRINCIPAL.set(principal), CALLER.set(principal.name)
-            try:
-                return inner(request, cast(grpc.ServicerContext, _WithoutCredentials(context)))
-            finally:
-                CALLER.reset(caller_token)
-                PRINCIPAL.reset(principal_token)
+            with contextlib.ExitStack() as held:
+                if principal.rule is not None:
+                    try:
+                        held.enter_context(
+                            self.in_flight.slot(
+                                f"caller:{principal.name}", principal.rule.max_in_flight, "this caller"
+                            )
+                        )
+                    except errors.TooManyInFlight as busy:
+                        self._refuse(method, None, context, busy, None, principal.name)
+                request = _first(requests)
+                if request is _UNDECODABLE:
+                    violation = errors.FieldViolation("request", f"is not a valid {method} request message")
+                    self._refuse(
+                        method, request, context, errors.InvalidRequest([violation]), None, principal.name
+                    )
+                principal_token, caller_token = PRINCIPAL.set(principal), CALLER.set(principal.name)
+                try:
+                    return inner(request, cast(grpc.ServicerContext, _WithoutCredentials(context)))
+                finally:
+                    CALLER.reset(caller_token)
+                    PRINCIPAL.reset(principal_token)
 
-        wrapped = grpc.unary_unary_rpc_method_handler(
+        return grpc.stream_unary_rpc_method_handler(
             guarded,
             request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
-        self._guarded[full_method] = (handler, wrapped)
-        return wrapped
 
     def _refuse(
         self,
@@ -243,3 +288,47 @@ class AuthInterceptor(_ServerInterceptor):
         if self._finish is not None:
             self._finish(record)
         context.abort_with_status(error.to_status(trace_id))
+
+
+def _bounded(handler: _Handler, in_flight: InFlight, service: str, ceiling: int) -> _Handler:
+    """The open service's handler, run only while one of its `ceiling` slots is free; read after that."""
+
+    def refuse(context: grpc.ServicerContext) -> None:
+        busy = errors.TooManyInFlight(f"{service} already has {ceiling} calls running; retry shortly")
+        context.abort_with_status(busy.to_status(incoming_trace_id(context.invocation_metadata())))
+
+    def slot(context: grpc.ServicerContext) -> contextlib.ExitStack:
+        held = contextlib.ExitStack()
+        try:
+            held.enter_context(in_flight.slot(f"open:{service}", ceiling, service))
+        except errors.TooManyInFlight:
+            refuse(context)  # aborts the call
+        return held
+
+    options = {"request_deserializer": handler.request_deserializer}
+    options["response_serializer"] = handler.response_serializer
+    if handler.unary_unary is not None:
+        unary = handler.unary_unary
+
+        def unary_call(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            with slot(context):
+                return unary(next(requests), context)
+
+        return grpc.stream_unary_rpc_method_handler(unary_call, **options)
+    if handler.unary_stream is not None:
+        unary_stream = handler.unary_stream
+
+        def unary_to_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            with slot(context):
+                yield from unary_stream(next(requests), context)
+
+        return grpc.stream_stream_rpc_method_handler(unary_to_stream, **options)
+    if handler.stream_stream is not None:
+        streaming = handler.stream_stream
+
+        def stream_call(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            with slot(context):
+                yield from streaming(requests, context)
+
+        return grpc.stream_stream_rpc_method_handler(stream_call, **options)
+    return handler

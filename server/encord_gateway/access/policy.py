@@ -39,6 +39,10 @@ class TokenRule:
     require_mtls: bool = False
 
 
+DEFAULT_MAX_IN_FLIGHT = 16
+MAX_IN_FLIGHT_CEILING = 10_000
+
+
 @dataclass(frozen=True)
 class CallerRule:
     """One [[callers]] entry: how the caller is recognised and what it may do."""
@@ -53,6 +57,8 @@ class CallerRule:
     dataset_scopes: frozenset[str] = frozenset()
     reveal_keys: bool = False
     rate: Rate | None = None
+    # Calls of this caller running at once: one caller whose calls hang cannot take every worker.
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
 
     def resources(self, kind: str) -> Grant:
         return self.projects if kind == "project" else self.datasets

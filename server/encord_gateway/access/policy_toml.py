@@ -10,7 +10,14 @@ from typing import Any
 
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 
-from encord_gateway.access.policy import CallerRule, Grant, Policy, TokenRule
+from encord_gateway.access.policy import (
+    DEFAULT_MAX_IN_FLIGHT,
+    MAX_IN_FLIGHT_CEILING,
+    CallerRule,
+    Grant,
+    Policy,
+    TokenRule,
+)
 from encord_gateway.access.ratelimit import Rate
 from encord_gateway.config import ConfigError
 from encord_gateway.scopes import DATASET_SCOPES, PROJECT_SCOPES
@@ -25,7 +32,7 @@ WILDCARD = "*"
 
 _CALLER_KEYS = {
     "name", "certificates", "tokens", "methods", "projects", "datasets",
-    "project_scopes", "dataset_scopes", "reveal_keys", "rate_limit",
+    "project_scopes", "dataset_scopes", "reveal_keys", "rate_limit", "max_in_flight",
 }  # fmt: skip
 
 
@@ -79,6 +86,10 @@ def _caller(entry: dict[str, Any], n: int) -> CallerRule:
     reveal = entry.get("reveal_keys", False)
     if not isinstance(reveal, bool):
         raise ConfigError(f"{where}: reveal_keys must be true or false")
+    in_flight = entry.get("max_in_flight", DEFAULT_MAX_IN_FLIGHT)
+    whole = isinstance(in_flight, int) and not isinstance(in_flight, bool)
+    if not whole or not 1 <= in_flight <= MAX_IN_FLIGHT_CEILING:
+        raise ConfigError(f"{where}: max_in_flight must be a whole number from 1 to {MAX_IN_FLIGHT_CEILING}")
     return CallerRule(
         name=name,
         certificates=certificates,
@@ -94,6 +105,7 @@ def _caller(entry: dict[str, Any], n: int) -> CallerRule:
         ),
         reveal_keys=reveal,
         rate=_rate(entry.get("rate_limit"), where),
+        max_in_flight=in_flight,
     )
 
 

@@ -7,8 +7,8 @@ A reload (SIGHUP) compares the new [[callers]] with the policy in force, caller 
   as valid TOML with the limit gone; to lift a limit on purpose, restart the gateway.
 - every other loosening is accepted and logged at WARNING, one line per caller naming it and what
   loosened (never a token digest): a caller added; a rate limit raised (per_second or burst); methods,
-  projects, datasets, project_scopes or dataset_scopes widened; reveal_keys turned on; tokens or
-  certificate identities added; a token's require_mtls turned off.
+  projects, datasets, project_scopes or dataset_scopes widened; reveal_keys turned on; max_in_flight
+  raised; tokens or certificate identities added; a token's require_mtls turned off.
 - tightening (a caller removed, a right narrowed, a limit lowered or added) is accepted silently.
 """
 
@@ -123,6 +123,8 @@ def _caller_loosenings(old: CallerRule, new: CallerRule) -> list[str]:
     what += _grant_widened(old.datasets, new.datasets, "datasets")
     if new.reveal_keys and not old.reveal_keys:
         what.append("reveal_keys on")
+    if new.max_in_flight > old.max_in_flight:
+        what.append(f"max_in_flight raised from {old.max_in_flight} to {new.max_in_flight}")
     # Counts only: the digests are the caller's credentials' fingerprints.
     old_tokens = {t.digest: t for t in old.tokens}
     added_tokens = sum(t.digest not in old_tokens for t in new.tokens)

@@ -13,13 +13,13 @@ import grpc
 import requests
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from encord_gateway.access.auth import AuthInterceptor
 from encord_gateway.access.gatekeeper import Gatekeeper
 from encord_gateway.access.security import Security
 from encord_gateway.api.exactly_once import ExactlyOnce
 from encord_gateway.api.frame import RpcFrame
+from encord_gateway.api.reflection import enable_reflection
 from encord_gateway.api.servicer import SERVICE_NAME, ApiKeyServicer
 from encord_gateway.config import ConfigError, Settings, split_host_port
 from encord_gateway.context import CallObserver
@@ -30,6 +30,9 @@ from encord_gateway.upstream.signing import SigningKey
 
 log = logging.getLogger(__name__)
 _WORKERS = "rpc"  # the handler threads' name prefix
+# HTTP/2 streams one connection may have open; grpc clients queue beyond it, a hostile one is refused.
+MAX_STREAMS_PER_CONNECTION = 100
+HEALTH_WORKERS = 4
 
 
 class GatewayServer:
@@ -95,17 +98,25 @@ class GatewayServer:
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 # Two gateways must not silently share one port.
                 ("grpc.so_reuseport", 0),
+                # One connection cannot open more streams than this; the rest are refused by HTTP/2.
+                ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
             ],
         )
+        # --health-listen: health alone, plaintext, on its own few threads, so that probes are answered
+        # whatever holds the main port's workers.
+        self._health_server: grpc.Server | None = None
+        if settings.health_listen:
+            self._health_server = grpc.server(
+                futures.ThreadPoolExecutor(max_workers=HEALTH_WORKERS, thread_name_prefix="health"),
+                options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", HEALTH_WORKERS)],
+                maximum_concurrent_rpcs=4 * HEALTH_WORKERS,
+            )
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self._health_server)
+        self.health_address = ""
         pb_grpc.add_ApiKeyServiceServicer_to_server(self.servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        reflection.enable_server_reflection(
-            (
-                SERVICE_NAME,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            self._server,
+        enable_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), self._server
         )
         self._credentials = credentials
         self.address = ""
@@ -120,7 +131,18 @@ class GatewayServer:
         if not port:
             raise OSError(f"cannot listen on {self.settings.listen}")
         self._server.start()
-        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.address = _joined(host, port)
+        if self._health_server is not None:
+            health_host, _ = split_host_port(self.settings.health_listen or "", "health_listen")
+            try:
+                health_port = self._health_server.add_insecure_port(self.settings.health_listen or "")
+            except RuntimeError:  # grpc's way of saying the address cannot be bound
+                health_port = 0
+            if not health_port:
+                self._server.stop(None)
+                raise HealthPortError(f"cannot serve health on {self.settings.health_listen}")
+            self._health_server.start()
+            self.health_address = _joined(health_host, health_port)
         if self.settings.readiness_probe_interval > 0:
             self._set_serving(False)
             threading.Thread(target=self._probe_upstream, name="readiness-probe", daemon=True).start()
@@ -166,6 +188,8 @@ class GatewayServer:
         if refusing is not None:
             refusing()
         drained.wait(grace + 1)
+        if self._health_server is not None:
+            self._health_server.stop(None)  # probes read NOT_SERVING while the calls drained
         stuck = self._busy_workers(wait_s=1.0)
         self.client.close()
         self.store.close()
@@ -185,3 +209,11 @@ class GatewayServer:
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._server.wait_for_termination(timeout)
+
+
+class HealthPortError(OSError):
+    """--health-listen could not be bound (the main port was, and is closed again)."""
+
+
+def _joined(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -31,7 +31,7 @@ from encord_gateway.access.policy_toml import load_policy
 from encord_gateway.access.security import Security
 from encord_gateway.access.tls import server_tls
 from encord_gateway.api.metrics import GatewayMetrics
-from encord_gateway.api.server import GatewayServer
+from encord_gateway.api.server import GatewayServer, HealthPortError
 from encord_gateway.upstream.client import UpstreamSetupError
 from encord_gateway.upstream.signing import SigningKeyError, load_signing_key
 
@@ -146,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, RuntimeError) as exc:
         if metrics is not None:
             metrics.close()
+        if isinstance(exc, HealthPortError):
+            return fail(str(exc))
         return fail(f"cannot listen on {settings.listen}: {exc}")
     # The handlers only queue the signal (SimpleQueue.put is safe in a signal handler); the main
     # thread acts on it, so a reload never runs inside a handler.
@@ -157,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
                                       public_key=key.public_key_hex, tls=bool(settings.tls_cert),
                                       mutual_tls=bool(settings.client_ca), callers=len(policy.callers),
                                       audit_log=audit_target))  # fmt: skip
+    if server.health_address:
+        print(f"health on {server.health_address}", flush=True)
     print(f"listening on {address}", flush=True)
     reloads = start_reloader(args, settings, security)
     while signals.get() == signal.SIGHUP:
