@@ -8,7 +8,8 @@ GatewayError
 ├── PolicyDenied                     PERMISSION_DENIED   POLICY_DENIED
 │   ├── MethodNotAllowed                                 METHOD_NOT_ALLOWED_FOR_CALLER
 │   ├── ResourceNotAllowed                               RESOURCE_NOT_ALLOWED
-│   └── ScopeAboveCeiling                                SCOPE_ABOVE_CEILING
+│   ├── ScopeAboveCeiling                                SCOPE_ABOVE_CEILING
+│   └── ExistingKeyNotRevealed                           EXISTING_KEY_NOT_REVEALED
 ├── RateLimited                      RESOURCE_EXHAUSTED  RATE_LIMITED
 ├── TooManyInFlight                  RESOURCE_EXHAUSTED  TOO_MANY_IN_FLIGHT
 ├── AuditUnavailable                 UNAVAILABLE         AUDIT_UNAVAILABLE
@@ -170,6 +171,12 @@ class ResourceNotAllowed(PolicyDenied):
 
 class ScopeAboveCeiling(PolicyDenied):
     reason = "SCOPE_ABOVE_CEILING"
+
+
+class ExistingKeyNotRevealed(PolicyDenied):
+    """Get-or-create found a master key, and this caller may not see existing keys (reveal_keys off)."""
+
+    reason = "EXISTING_KEY_NOT_REVEALED"
 
 
 class RateLimited(GatewayError):

@@ -10,8 +10,9 @@ from typing import Any
 
 # Fields attached with `extra={"fields": {...}}` are merged into the JSON line.
 FIELDS = "fields"
-# One encoder for every line: json.dumps with non-default options builds a new one per call.
-_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+# One encoder for every line: json.dumps with non-default options builds a new one per call. ASCII only,
+# so that no title or Encord message can carry a line break (U+2028, U+0085) or a terminal escape.
+_encode = json.JSONEncoder(ensure_ascii=True, default=str).encode
 
 
 class JsonFormatter(logging.Formatter):

@@ -27,6 +27,7 @@ from encord_gateway.dev.devstack import (
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from reliability.harness import stored_keys
 
 OPS, AUDITOR = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -222,25 +223,36 @@ def test_sighup_rotates_the_server_certificate(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full, a file every write to fails")
-def test_a_create_that_cannot_be_audited_returns_no_key(tmp_path: Path) -> None:
-    with running_stack(tmp_path, gateway_args=["--audit-log", "/dev/full"]) as stack:
-        with grpc.insecure_channel(stack.gateway.address) as channel:
-            stub = pb_grpc.ApiKeyServiceStub(channel)
-            request = pb.CreateProjectApiKeyRequest(
-                project_hash=DEMO_PROJECT, title="unaudited", scopes=[pb.API_KEY_SCOPE_LABEL_READ]
-            )
-            outcome = call(stub.CreateProjectApiKey, request)
-            assert outcome.code == grpc.StatusCode.UNAVAILABLE
-            assert outcome.reason == "AUDIT_UNAVAILABLE"
-            master = call(
-                stub.GetOrCreateDatasetApiKey, pb.GetOrCreateDatasetApiKeyRequest(dataset_hash=DEMO_DATASET)
-            )
-            assert master.code == grpc.StatusCode.UNAVAILABLE
-            # Encord did mint the key; the gateway withheld it. Find it by listing (the open policy reveals).
-            listed = call(stub.ListProjectApiKeys, pb.ListProjectApiKeysRequest(project_hash=DEMO_PROJECT))
-            [withheld] = [k.api_key for k in listed.response.api_keys if k.title == "unaudited"]
-        log = (tmp_path / "gateway.log").read_text()
-        assert withheld not in log
-        fingerprint = hashlib.sha256(withheld.encode()).hexdigest()[:16]
-        assert f'"fingerprint": "{fingerprint}"' in log
-        assert "withheld" in log
+def test_no_key_leaves_when_the_audit_cannot_be_written(tmp_path: Path) -> None:
+    state = tmp_path / "emulator.sqlite"
+    with (
+        running_stack(
+            tmp_path, gateway_args=["--audit-log", "/dev/full"], emulator_args=["--state", str(state)]
+        ) as stack,
+        grpc.insecure_channel(stack.gateway.address) as channel,
+    ):
+        stub = pb_grpc.ApiKeyServiceStub(channel)
+        request = pb.CreateProjectApiKeyRequest(
+            project_hash=DEMO_PROJECT, title="unaudited", scopes=[pb.API_KEY_SCOPE_LABEL_READ]
+        )
+        outcome = call(stub.CreateProjectApiKey, request)
+        assert outcome.code == grpc.StatusCode.UNAVAILABLE
+        assert outcome.reason == "AUDIT_UNAVAILABLE"
+        master = call(
+            stub.GetOrCreateDatasetApiKey, pb.GetOrCreateDatasetApiKeyRequest(dataset_hash=DEMO_DATASET)
+        )
+        assert master.code == grpc.StatusCode.UNAVAILABLE
+        # A list that would hand out key strings is a reveal: refused the same way, not a back door
+        # to the key whose create was withheld.
+        for listing in (
+            call(stub.ListProjectApiKeys, pb.ListProjectApiKeysRequest(project_hash=DEMO_PROJECT)),
+            call(stub.ListDatasetApiKeys, pb.ListDatasetApiKeysRequest(dataset_hash=DEMO_DATASET)),
+        ):
+            assert (listing.code, listing.reason) == (grpc.StatusCode.UNAVAILABLE, "AUDIT_UNAVAILABLE")
+    # Encord did mint the key; the gateway withheld it.
+    [withheld] = [key for key, (_, title) in stored_keys(state).items() if title == "unaudited"]
+    log = (tmp_path / "gateway.log").read_text()
+    assert withheld not in log
+    fingerprint = hashlib.sha256(withheld.encode()).hexdigest()[:16]
+    assert f'"fingerprint": "{fingerprint}"' in log
+    assert "withheld" in log

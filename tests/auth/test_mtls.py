@@ -29,6 +29,7 @@ CALLERS: list[dict[str, Any]] = [
      "projects": ["*"]},
     {
         "name": "sidecar",
+        "certificates": ["spiffe://example.org/ns/prod/sa/sidecar"],
         "tokens": [{"sha256": sha256(SIDECAR_TOKEN), "require_mtls": True}],
         "methods": ["ListProjectApiKeys"],
         "projects": ["*"],
@@ -54,6 +55,7 @@ def certs(gateway: Secured) -> dict[str, Issued]:
         "dns": ca.issue("legacy-keys", dns=("keys.prod.internal",)),
         "cn": ca.issue("legacy-keys"),
         "unknown": ca.issue("stranger", uris=("spiffe://example.org/ns/dev/sa/other",)),
+        "sidecar": ca.issue("sidecar", uris=("spiffe://example.org/ns/prod/sa/sidecar",)),
         "expired": ca.issue("legacy-keys", expired=True),
         "untrusted": Authority("another CA").issue(
             "legacy-keys", uris=("spiffe://example.org/ns/prod/sa/keys",)
@@ -130,13 +132,39 @@ def test_a_bad_or_missing_certificate_fails_the_handshake(
     assert len(gateway.audit()) == audited
 
 
-def test_a_token_restricted_to_mtls_works_over_mtls(gateway: Secured, certs: dict[str, Issued]) -> None:
+def test_a_token_restricted_to_mtls_works_with_its_callers_certificate(
+    gateway: Secured, certs: dict[str, Issued]
+) -> None:
     outcome = call(
-        gateway.stub(client=certs["unknown"], token=SIDECAR_TOKEN).ListProjectApiKeys, PROJECT_LIST[1]
+        gateway.stub(client=certs["sidecar"], token=SIDECAR_TOKEN).ListProjectApiKeys, PROJECT_LIST[1]
     )
     assert outcome.code == grpc.StatusCode.OK
     line = gateway.audit_for(outcome.trace_id)
     assert (line["caller"], line["auth"]) == ("sidecar", "mtls+token")
+    # The certificate behind an allowed call is on its record.
+    assert line["identity"] == "spiffe://example.org/ns/prod/sa/sidecar"
+
+
+def test_a_token_restricted_to_mtls_is_refused_with_another_certificate_of_the_ca(
+    gateway: Secured, certs: dict[str, Issued]
+) -> None:
+    outcome = call(
+        gateway.stub(client=certs["unknown"], token=SIDECAR_TOKEN).ListProjectApiKeys, PROJECT_LIST[1]
+    )
+    assert (outcome.code, outcome.reason) == (grpc.StatusCode.UNAUTHENTICATED, "INVALID_CREDENTIALS")
+    line = gateway.audit_for(outcome.trace_id)
+    assert "valid only with a certificate of caller 'sidecar'" in line["detail"]
+    assert line["identity"] == "spiffe://example.org/ns/dev/sa/other"
+
+
+def test_an_allowed_mtls_call_records_the_certificate_identity(
+    gateway: Secured, certs: dict[str, Issued]
+) -> None:
+    outcome = call(gateway.stub(client=certs["uri"]).ListProjectApiKeys, PROJECT_LIST[1])
+    assert outcome.code == grpc.StatusCode.OK
+    line = gateway.audit_for(outcome.trace_id)
+    assert (line["caller"], line["auth"]) == ("spiffe-service", "mtls")
+    assert line["identity"] == "spiffe://example.org/ns/prod/sa/keys"
 
 
 def test_a_certificate_and_a_token_of_different_callers_are_refused(

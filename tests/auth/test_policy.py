@@ -164,7 +164,7 @@ def bearer(token: str) -> list[tuple[str, str]]:
         (cert(uris=("spiffe://example.org/admin",), cn="ignored"), [], "admin", "mtls"),
         (cert(dns=("sidecar.internal",)), [], "sidecar", "mtls"),
         (cert(cn="sidecar.internal"), [], "sidecar", "mtls"),
-        (cert(dns=("unknown.internal",)), bearer(MTLS_TOKEN), "sidecar", "mtls+token"),
+        (cert(dns=("sidecar.internal",)), bearer(MTLS_TOKEN), "sidecar", "mtls+token"),
         (cert(uris=("spiffe://example.org/admin",)), bearer(ADMIN_TOKEN), "admin", "mtls+token"),
     ],
 )
@@ -185,6 +185,13 @@ def test_callers_are_recognised(
         (NO_CERT, [("authorization", "Bearer ")], "INVALID_CREDENTIALS", "not one 'Bearer"),
         (NO_CERT, bearer(VENDOR_TOKEN) + bearer(ADMIN_TOKEN), "INVALID_CREDENTIALS", "not one 'Bearer"),
         (NO_CERT, bearer(MTLS_TOKEN), "INVALID_CREDENTIALS", "valid only with mutual TLS"),
+        # require_mtls wants a certificate of the same caller, not any certificate of the client CA.
+        (
+            cert(dns=("unknown.internal",)),
+            bearer(MTLS_TOKEN),
+            "INVALID_CREDENTIALS",
+            "valid only with a certificate of caller 'sidecar'",
+        ),
         (cert(cn="stranger"), [], "INVALID_CREDENTIALS", "'stranger' is not a configured caller"),
         # The URI SAN is the identity; a matching DNS SAN or CN behind it does not count.
         (cert(uris=("spiffe://x/y",), dns=("sidecar.internal",)), [], "INVALID_CREDENTIALS", "spiffe://x/y"),

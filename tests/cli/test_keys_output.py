@@ -99,3 +99,23 @@ def test_flags_before_the_action_survive_the_actions_own_defaults() -> None:
 
 def test_the_token_stays_out_of_the_connections_repr() -> None:
     assert "sekrit" not in repr(keys_cli.Connection(token="sekrit"))
+
+
+def test_titles_are_printed_with_controls_escaped() -> None:
+    key = ProjectApiKey("k" * 43, "a\x1b[2Jb\u202ec\u2028d é", ("label.read",), "p", "f" * 16)
+    table = keys_cli.render_table(key, reveal=False)
+    assert "\x1b" not in table
+    assert "\u202e" not in table
+    assert "\u2028" not in table
+    assert "a\\u001b[2Jb\\u202ec\\u2028d é" in table
+
+
+def test_the_retry_command_sets_the_id_and_never_echoes_a_token() -> None:
+    argv = ["keys", "--token", "s3cret", "create-project-key", "--title", "two words", "--request-id", "old"]
+    command = keys_cli.retry_command([*argv, "--token=s3cret2"], "4b30e681-a3c2-4fea-97e4-41b41464d8c4")
+    assert "s3cret" not in command
+    assert "old" not in command
+    assert command == (
+        "encord-gateway keys create-project-key --title 'two words' "
+        "--request-id 4b30e681-a3c2-4fea-97e4-41b41464d8c4"
+    )

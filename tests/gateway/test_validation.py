@@ -98,6 +98,48 @@ CASES: list[tuple[str, str, Any, dict[str, str]]] = [
         {"title": "control"},
     ),
     (
+        "C1 CSI (U+009B) in title",
+        "CreateProjectApiKey",
+        pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="a\u009bb", scopes=[READ]),
+        {"title": "control"},
+    ),
+    (
+        "NEL (U+0085) in title",
+        "CreateProjectApiKey",
+        pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="a\u0085b", scopes=[READ]),
+        {"title": "control"},
+    ),
+    (
+        "line separator (U+2028) in title",
+        "CreateProjectApiKey",
+        pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="a\u2028b", scopes=[READ]),
+        {"title": "control"},
+    ),
+    (
+        "paragraph separator (U+2029) in title",
+        "CreateProjectApiKey",
+        pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="a\u2029b", scopes=[READ]),
+        {"title": "control"},
+    ),
+    (
+        "right-to-left override (U+202E) in title",
+        "CreateProjectApiKey",
+        pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="a\u202eb", scopes=[READ]),
+        {"title": "control"},
+    ),
+    (
+        "left-to-right isolate (U+2066) in title",
+        "CreateProjectApiKey",
+        pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="a\u2066b", scopes=[READ]),
+        {"title": "control"},
+    ),
+    (
+        "DEL in title",
+        "CreateProjectApiKey",
+        pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="a\x7fb", scopes=[READ]),
+        {"title": "control"},
+    ),
+    (
         "no scopes",
         "CreateProjectApiKey",
         pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="t"),

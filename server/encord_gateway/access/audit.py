@@ -52,6 +52,7 @@ def audit_line(record: CallRecord, facts: AuditFacts) -> dict[str, Any]:
         "detail": facts.detail,
         "trace_id": record.trace_id,
         "fingerprint": facts.fingerprint,
+        "fingerprints": list(facts.fingerprints),
         "key_returned": facts.key_returned,
         "created": facts.created,
         "replayed": facts.replayed,
@@ -88,6 +89,21 @@ class AuditTrail:
             old, self._fd, self._regular = self._fd, fd, regular
         os.close(old)
 
+    def _follow_the_path(self) -> None:
+        """A trail file deleted under the gateway (st_nlink 0) is recreated at its path, not written blind.
+
+        Without this, records went to the unlinked inode, readable by nobody, until the next SIGHUP.
+        Called with the lock held; an OSError (the directory is gone too) fails the write, closed.
+        """
+        if self.path is None or not self._regular or os.fstat(self._fd).st_nlink > 0:
+            return
+        fd, regular = self._open()
+        os.close(self._fd)
+        self._fd, self._regular = fd, regular
+        log.warning(
+            "the audit trail file was deleted; recreated it", extra={FIELDS: {"audit_log": self.path}}
+        )
+
     def close(self) -> None:
         if self.path is not None:
             with self._lock:
@@ -95,8 +111,11 @@ class AuditTrail:
 
     def write(self, line: dict[str, Any], *, durable: bool = False) -> None:
         """One line, written whole or raising OSError; `durable` also waits for the disk (mint records)."""
-        data = (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        # ASCII only: a title's U+2028 or U+0085 must not split a record for readers that split lines
+        # on Unicode line breaks; JSON readers decode the escapes back.
+        data = (json.dumps(line, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
         with self._lock:
+            self._follow_the_path()
             view = memoryview(data)
             try:
                 while view:
@@ -173,12 +192,13 @@ def lookup(lines: Iterable[str], prefix: str) -> list[dict[str, Any]]:
             line = json.loads(raw)
         except ValueError:
             continue  # a log line, or a line cut short by a full disk
-        if (
-            isinstance(line, dict)
-            and line.get("type") == LINE_TYPE
-            and isinstance(line.get("fingerprint"), str)
-            and line["fingerprint"]
-            and line["fingerprint"].startswith(prefix)
-        ):
+        if isinstance(line, dict) and line.get("type") == LINE_TYPE and _names(line, prefix):
             found.append(line)
     return found
+
+
+def _names(line: dict[str, Any], prefix: str) -> bool:
+    """Whether the record names a key with this fingerprint prefix: the one minted or one a list revealed."""
+    revealed = line.get("fingerprints")
+    named = [line.get("fingerprint"), *(revealed if isinstance(revealed, list) else ())]
+    return any(isinstance(f, str) and f and f.startswith(prefix) for f in named)

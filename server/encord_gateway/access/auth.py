@@ -61,8 +61,9 @@ def authenticate(
     """The caller behind the connection's certificate and the call's bearer token; else AuthFailure."""
     # Without mutual TLS no client certificate is requested, so none can be in the context.
     identities = certificate_identities(auth_context) if mtls else ()
+    identity = identities[0] if identities else ""
     if policy.open:
-        return Principal(identities[0], None, "mtls") if identities else Principal("anonymous")
+        return Principal(identity, None, "mtls", identity) if identities else Principal("anonymous")
     presented = [value for key, value in metadata if key == AUTHORIZATION]
     token = _bearer(presented)
     by_certificate = policy.by_certificate(identities)
@@ -84,11 +85,18 @@ def authenticate(
             raise AuthFailure(
                 "INVALID_CREDENTIALS",
                 f"the certificate is caller {certified.name!r}'s but the token is caller {caller.name!r}'s",
-                identities[0],
+                identity,
             )
-        return Principal(caller.name, caller, "mtls+token" if identities else "token")
+        if rule.require_mtls and certified is not caller:
+            # Any certificate of the client CA is not enough: it must be one of this caller's own.
+            raise AuthFailure(
+                "INVALID_CREDENTIALS",
+                f"caller {caller.name!r}'s token is valid only with a certificate of caller {caller.name!r}",
+                identity,
+            )
+        return Principal(caller.name, caller, "mtls+token" if identities else "token", identity)
     if certified is not None:
-        return Principal(certified.name, certified, "mtls")
+        return Principal(certified.name, certified, "mtls", identity)
     if identities:
         raise AuthFailure(
             "INVALID_CREDENTIALS",

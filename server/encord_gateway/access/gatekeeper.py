@@ -70,6 +70,11 @@ class Minting:
 # The gatekeeper -------------------------------------------------------------------------------------
 
 
+def _reveals(principal: Principal) -> bool:
+    """Whether the caller may be handed keys it did not just mint (the open policy: yes)."""
+    return principal.rule is None or principal.rule.reveal_keys
+
+
 class Gatekeeper:
     """Admits or refuses each call by the caller's rule, and audits what was minted before it is returned.
 
@@ -88,16 +93,35 @@ class Gatekeeper:
 
     def read(self, record: CallRecord, intent: KeyIntent) -> Access:
         principal, _ = self._admit(record, intent, minting=False)
-        return Access(reveal_keys=principal.rule is None or principal.rule.reveal_keys)
+        return Access(reveal_keys=_reveals(principal))
+
+    def revealed(self, record: CallRecord, api_keys: list[str]) -> None:
+        """A list is about to hand out these keys: recorded by fingerprint and committed, as a mint is.
+
+        Fail closed: AuditUnavailable if the record cannot be written, and the list is not answered.
+        """
+        facts = record.audit
+        if not api_keys or not isinstance(facts, AuditFacts):
+            return
+        facts.key_returned, facts.fingerprints = True, tuple(fingerprint(k) for k in api_keys)
+        if self._audit is not None:
+            self._audit.commit(record, facts)
 
     @contextlib.contextmanager
     def mint(self, record: CallRecord, intent: KeyIntent) -> Iterator[Minting]:
-        _, facts = self._admit(record, intent, minting=True)
+        principal, facts = self._admit(record, intent, minting=True)
         minting = Minting()
         yield minting
         if not minting.done:
             facts.validate_only = True  # nothing minted; the call-end audit line says so
             return
+        if not minting.created and not minting.replayed and not _reveals(principal):
+            # Get-or-create found a key someone else made: handing it out is a reveal.
+            raise errors.ExistingKeyNotRevealed(
+                f"{intent.kind} {intent.resource_hash} already has a master key, and caller "
+                f"{principal.name!r} may not see existing keys (reveal_keys is off)",
+                caller=principal.name,
+            )
         facts.key_returned, facts.created, facts.replayed = True, minting.created, minting.replayed
         facts.scopes_granted, facts.fingerprint = minting.scopes, fingerprint(minting.api_key)
         if self._audit is not None:
@@ -115,6 +139,7 @@ class Gatekeeper:
         facts = AuditFacts(
             caller=principal.name,
             auth=principal.auth,
+            identity=principal.identity,
             kind=intent.kind,
             title=intent.title,
             scopes_asked=intent.scopes if minting else (),

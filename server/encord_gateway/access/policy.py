@@ -106,6 +106,7 @@ class Principal:
     name: str
     rule: CallerRule | None = None
     auth: str = "none"  # "none", "mtls", "token" or "mtls+token"
+    identity: str = ""  # the client certificate's identity, when one was presented
 
 
 # Set by the authentication interceptor while a call runs (auth.py).

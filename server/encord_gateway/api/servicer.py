@@ -136,6 +136,8 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
         record.resource_hash = project_hash
         access = self.gatekeeper.read(record, KeyIntent.project(project_hash))
         keys = self.operations.list_project_keys(project_hash, _scope(record))
+        if access.reveal_keys:
+            self.gatekeeper.revealed(record, [k.api_key for k in keys])
         return pb.ListProjectApiKeysResponse(
             api_keys=[project_key_message(k, reveal=access.reveal_keys) for k in keys]
         )
@@ -200,6 +202,8 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
         record.resource_hash = dataset_hash
         access = self.gatekeeper.read(record, KeyIntent.dataset(dataset_hash))
         keys = self.operations.list_dataset_keys(dataset_hash, _scope(record))
+        if access.reveal_keys:
+            self.gatekeeper.revealed(record, [k.api_key for k in keys])
         return pb.ListDatasetApiKeysResponse(
             api_keys=[dataset_key_message(k, reveal=access.reveal_keys) for k in keys]
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -41,9 +42,24 @@ def title(value: str, violations: list[FieldViolation]) -> str:
                 "title", f"is {len(stripped)} characters long; at most {MAX_TITLE_LENGTH} are allowed"
             )
         )
-    elif any(ord(c) < 0x20 or ord(c) == 0x7F for c in stripped):
-        violations.append(FieldViolation("title", "may not contain control characters"))
+    elif any(_unprintable(c) for c in stripped):
+        violations.append(
+            FieldViolation(
+                "title",
+                "may not contain control characters (C0, DEL, C1), line or paragraph separators, "
+                "or bidirectional formatting characters",
+            )
+        )
     return stripped
+
+
+# Characters that rewrite what a terminal or a log viewer shows (bidi overrides, isolates and marks).
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _unprintable(char: str) -> bool:
+    """Controls (Cc: C0, DEL, C1 such as U+0085 and U+009B), U+2028/U+2029, and bidi controls."""
+    return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI_CONTROLS
 
 
 def scopes(

@@ -6,7 +6,9 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -121,7 +123,9 @@ ACTIONS = (
         "mint a new API key for a project",
         "project",
         True,
-        lambda c, a: c.create_project_api_key(a.project, a.title, a.scope, trace_id=a.trace_id),
+        lambda c, a: c.create_project_api_key(
+            a.project, a.title, a.scope, request_id=a.request_id, trace_id=a.trace_id
+        ),
         True,
     ),
     Action(
@@ -145,7 +149,9 @@ ACTIONS = (
         "mint a new API key for a dataset",
         "dataset",
         True,
-        lambda c, a: c.create_dataset_api_key(a.dataset, a.title, a.scope, trace_id=a.trace_id),
+        lambda c, a: c.create_dataset_api_key(
+            a.dataset, a.title, a.scope, request_id=a.request_id, trace_id=a.trace_id
+        ),
         True,
     ),
     Action(
@@ -186,6 +192,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 metavar="SCOPE",
                 help=f"a scope, repeatable: {', '.join(scopes)}",
             )
+            sub.add_argument(
+                "--request-id",
+                type=_request_id,
+                default=None,
+                metavar="UUID",
+                help="makes the create safe to retry: the same id gets the same key (default: a new UUID)",
+            )
         # The common flags are accepted after the action too; SUPPRESS keeps an absent
         # one there from overwriting the value given before the action.
         _common_flags(sub, suppress=True)
@@ -216,8 +229,26 @@ def _common_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+# After these a create's outcome is unknown: the key may exist. The same request id settles it.
+UNKNOWN_OUTCOME = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED"})
+
+
+def _request_id(value: str) -> str:
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "must be a UUID such as 3f2c1a9e-8d4b-4c7e-9a1f-2b3c4d5e6f70"
+        ) from None
+    if str(parsed) != value.lower() or parsed.int == 0:
+        raise argparse.ArgumentTypeError("must be a UUID in its 8-4-4-4-12 hex form, not all zeros")
+    return value.lower()
+
+
+def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     action: Action = args.keys
+    if action.creates and not getattr(args, "request_id", None):
+        args.request_id = str(uuid.uuid4())  # made here, so that it can be printed for a retry
     try:
         connection = Connection.from_args(args, os.environ)
         with connection.open() as client:
@@ -225,6 +256,12 @@ def run(args: argparse.Namespace) -> int:
     except GatewayError as exc:
         trace = f" [trace {exc.trace_id}]" if exc.trace_id else ""
         print(f"{PROG}: error: {exc.summary()}{trace}", file=sys.stderr)
+        if action.creates and exc.code.name in UNKNOWN_OUTCOME and exc.reason != "UPSTREAM_UNREACHABLE":
+            print(
+                f"{PROG}: the key may have been made; retry with the same request id to get it, never a "
+                f"second one:\n  {retry_command(sys.argv[1:] if argv is None else argv, args.request_id)}",
+                file=sys.stderr,
+            )
         return 1
     except (ValueError, OSError) as exc:
         # Before any call: flags that do not fit together, or an unreadable certificate file.
@@ -235,6 +272,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_table(answer, reveal=action.reveals or args.show_keys))
     return 0
+
+
+# Left out of the printed retry command: the id is replaced, and a token is never echoed.
+_DROPPED_FLAGS = ("--request-id", "--token")
+
+
+def retry_command(argv: Sequence[str], request_id: str) -> str:
+    """The command line that was run, with its --request-id set to the id used (and no --token)."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _DROPPED_FLAGS:
+            skip = True
+        elif not arg.startswith(tuple(f"{flag}=" for flag in _DROPPED_FLAGS)):
+            kept.append(arg)
+    return shlex.join(["encord-gateway", *kept, "--request-id", request_id])
 
 
 # --- output -----------------------------------------------------------------------
@@ -261,10 +316,16 @@ def render_table(answer: Answer, *, reveal: bool) -> str:
     return "".join(f"{name.ljust(width)}  {value}\n" for name, value in rows)
 
 
+def printable(text: str) -> str:
+    """Text safe for a terminal: controls, separators and bidi characters (a title from Encord may hold
+    ESC sequences) shown as \\uXXXX escapes instead of acting on the screen."""
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+
+
 def _columns(key: Key, *, reveal: bool, resource: bool = False) -> list[tuple[str, str]]:
     """(name, value) pairs; a list leaves out the project or dataset, which every row shares."""
     shown = (key.api_key or "-") if reveal else mask(key.api_key)
-    columns = [("title", key.title), ("scopes", ",".join(key.scopes) or "-")]
+    columns = [("title", printable(key.title)), ("scopes", ",".join(key.scopes) or "-")]
     if isinstance(key, ProjectApiKey):
         columns += [("project", key.project_hash)] if resource else []
     else:
