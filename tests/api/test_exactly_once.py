@@ -241,3 +241,41 @@ def test_two_gateways_sharing_one_sqlite_store_make_one_key_for_one_id(stack: St
         second.stop()
     assert len({key.api_key for key in keys}) == 1
     assert stack.stored_titles()["shared"] == 1
+
+
+def test_two_gateways_sharing_one_sqlite_store_mint_one_master_key(stack: Stack) -> None:
+    second = _gateway(stack)
+    try:
+        with (
+            grpc.insecure_channel(stack.gateway.address) as first_channel,
+            grpc.insecure_channel(second.address) as second_channel,
+        ):
+            stubs = [pb_grpc.ApiKeyServiceStub(first_channel), pb_grpc.ApiKeyServiceStub(second_channel)]
+            request = pb.GetOrCreateProjectApiKeyRequest(project_hash=PROJECT)
+            with futures.ThreadPoolExecutor(32) as pool:
+                keys = list(
+                    pool.map(lambda n: stubs[n % 2].GetOrCreateProjectApiKey(request, timeout=30), range(32))
+                )
+    finally:
+        second.stop()
+    assert len({key.api_key for key in keys}) == 1
+    assert stack.stored_titles()[f"{PROJECT} - admin key"] == 1
+
+
+@pytest.mark.slow
+def test_500_creates_with_30_percent_of_answers_lost_make_500_keys(stack: Stack) -> None:
+    stack.proxy.faults.only_bodies_with = b'"query_method": "POST"'
+    stack.proxy.faults.drop_after = 0.3
+    titles = [f"bulk {n}" for n in range(500)]
+    with grpc.insecure_channel(stack.gateway.address) as channel:
+        stub = pb_grpc.ApiKeyServiceStub(channel)
+        with futures.ThreadPoolExecutor(16) as pool:
+            keys = list(pool.map(lambda t: retry_until_answered(stub, t, str(uuid.uuid4())), titles))
+    stack.proxy.faults.drop_after = 0.0
+    lost = stack.proxy.injected["drop_after"]
+    assert lost >= 100, lost  # about 30 % of at least 500 creates sent
+    stored = stored_keys(stack.state)
+    counts = Counter(title for _, title in stored.values() if title.startswith("bulk "))
+    assert counts == Counter(titles), {t: n for t, n in counts.items() if n != 1}
+    assert [stored[key.api_key][1] for key in keys] == titles
+    print(f"500 creates, {lost} answers lost, {len(counts)} keys stored, each once")

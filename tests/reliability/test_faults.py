@@ -15,6 +15,7 @@ most one upstream attempt; and the emulator saw exactly as many POSTs as the gat
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -259,3 +260,77 @@ def test_a_dropped_answer_after_the_key_was_stored_is_reported_as_unknown(ledger
     assert answers["drop_after"].reason == "UPSTREAM_CONNECTION_ERROR"
     assert answers["garbage_after"].reason == "UPSTREAM_BAD_RESPONSE"
     assert answers["gateway_timeout_after"].reason == "UPSTREAM_HTTP_ERROR"
+
+
+RETRIED = {"UNAVAILABLE", "ABORTED", "DEADLINE_EXCEEDED"}
+
+
+def create_until_answered(stub: pb_grpc.ApiKeyServiceStub, request: Any) -> tuple[Outcome, int]:
+    """What a client with request ids does: the same request, id included, until it is answered."""
+    method = stub.CreateDatasetApiKey if hasattr(request, "dataset_hash") else stub.CreateProjectApiKey
+    for attempt in range(1, 41):
+        outcome = invoke("create", method, request, timeout=DEADLINE_S)
+        if outcome.code not in RETRIED:
+            return outcome, attempt
+        time.sleep(0.25)  # REQUEST_IN_PROGRESS's RetryInfo says about this (--reconcile-after 0.2)
+    return outcome, attempt
+
+
+def run_with_request_ids(ledger: Ledger, name: str, creates: int) -> None:
+    args = ["--reconcile-after", "0.2"]
+    with reliability_stack(ledger, name, proxy=True, gateway_args=args) as stack, stack.channel() as channel:
+        stub = stack.stub(channel)
+        assert stack.proxy is not None
+        stack.proxy.faults = ProxyFaults(drop_after=0.15, garbage_after=0.1, gateway_timeout_after=0.05)
+        requests: list[Any] = []
+        for n in range(creates):
+            title = f"with ids {n} {uuid.uuid4().hex[:8]}"
+            if n % 2:
+                requests.append(
+                    pb.CreateDatasetApiKeyRequest(
+                        dataset_hash=stack.datasets[0],
+                        title=title,
+                        scopes=[pb.DATASET_SCOPE_READ],
+                        request_id=str(uuid.uuid4()),
+                    )
+                )
+            else:
+                requests.append(
+                    pb.CreateProjectApiKeyRequest(
+                        project_hash=stack.projects[0],
+                        title=title,
+                        scopes=[pb.API_KEY_SCOPE_LABEL_READ],
+                        request_id=str(uuid.uuid4()),
+                    )
+                )
+        with ThreadPoolExecutor(8) as pool:
+            answered = list(pool.map(lambda r: create_until_answered(stub, r), requests))
+        injected = dict(stack.proxy.injected)
+        stack.proxy.faults = ProxyFaults()
+        outcomes = [o for o, _ in answered]
+        ledger.saw(outcomes)
+        stored = Counter(
+            title for _, (_, title) in stored_keys(stack.state).items() if title.startswith("with ids")
+        )
+        report(
+            f"faults/{name}",
+            creates=tally(outcomes),
+            attempts=sum(a for _, a in answered),
+            stored=sum(stored.values()),
+            proxy_injected=injected,
+        )
+    assert sum(injected.values()) > 0, "no answer was lost: the scenario did not happen"
+    # Every create ends OK: no outcome stays unknown to a client that retries with its request id.
+    assert {o.code for o in outcomes} == {"OK"}, tally(outcomes)
+    assert stored == Counter(r.title for r in requests), "a create was stored twice, or not at all"
+    for outcome in outcomes:
+        assert outcome.response.title == outcome.request.title
+
+
+def test_faults_with_request_ids_leave_no_outcome_unknown(ledger: Ledger) -> None:
+    run_with_request_ids(ledger, "faults-request-ids", creates=40)
+
+
+@pytest.mark.slow
+def test_faults_with_request_ids_long(ledger: Ledger) -> None:
+    run_with_request_ids(ledger, "faults-request-ids-long", creates=400)

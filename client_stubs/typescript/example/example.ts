@@ -3,7 +3,11 @@
  * lists the project's keys. Prints fingerprints, never the keys themselves.
  *
  *   ENCORD_GATEWAY_ADDRESS=127.0.0.1:50051 ENCORD_DEMO_PROJECT=<hash> npm run example
+ *
+ * The create carries a requestId (ENCORD_REQUEST_ID or a new UUID): sent again
+ * with the same id, from any language, it returns the same key.
  */
+import { randomUUID } from "node:crypto";
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ApiKeyScope, ApiKeyService } from "../src/index.js"; // "@encord-gateway/client" outside this package
@@ -11,6 +15,9 @@ import { ApiKeyScope, ApiKeyService } from "../src/index.js"; // "@encord-gatewa
 const address = process.env.ENCORD_GATEWAY_ADDRESS ?? "127.0.0.1:50051";
 const projectHash = process.env.ENCORD_DEMO_PROJECT ?? "";
 const token = process.env.ENCORD_GATEWAY_TOKEN;
+const title = process.env.ENCORD_EXAMPLE_TITLE ?? "labelling vendor (ts example)";
+// Retry an UNAVAILABLE or ABORTED create with this same id: never a second key.
+const requestId = process.env.ENCORD_REQUEST_ID ?? randomUUID();
 
 // Sends the caller token, where the gateway is set up with them.
 const bearer: Interceptor = (next) => (req) => {
@@ -22,7 +29,7 @@ const transport = createGrpcTransport({ baseUrl: `http://${address}`, intercepto
 const client = createClient(ApiKeyService, transport);
 
 const key = await client.createProjectApiKey(
-  { projectHash, title: "labelling vendor (ts example)", scopes: [ApiKeyScope.LABEL_READ] },
+  { projectHash, title, scopes: [ApiKeyScope.LABEL_READ], requestId },
   { timeoutMs: 10_000 },
 );
 console.log(`created "${key.title}" [${key.scopes.map((s) => ApiKeyScope[s])}] fingerprint=${key.fingerprint}`);
