@@ -370,12 +370,35 @@ class ReconcileAmbiguous(GatewayError):
     reason = "RECONCILE_AMBIGUOUS"
 
 
+# Encord's codes are upper-case identifiers (RESOURCE_NOT_FOUND_ERROR); one becomes ErrorInfo.reason, a
+# log field and an audit field, so anything else, or anything longer, is not taken for one.
+MAX_ENCORD_CODE_LENGTH = 64
+# Encord's message (an error's string payload) is kept up to this many characters.
+MAX_ENCORD_MESSAGE_LENGTH = 500
+
+
+def is_encord_code(code: str) -> bool:
+    """Whether `code` looks like one of Encord's: [A-Z][A-Z0-9_]*, at most MAX_ENCORD_CODE_LENGTH long."""
+    return (
+        0 < len(code) <= MAX_ENCORD_CODE_LENGTH
+        and code.isascii()
+        and code[0].isalpha()
+        and code.isupper()
+        and code.replace("_", "").isalnum()
+    )
+
+
 def encord_error(code: str, payload: Any = None) -> EncordError:
-    """The typed error for an Encord error code; a string payload (Encord's message) is kept."""
+    """The typed error for an Encord error code; a string payload (Encord's message) is kept, printable."""
+    if not is_encord_code(code):
+        raise ValueError("not an Encord error code")  # the client checks codes first: a bug if seen
     cls = ENCORD_CODES.get(code, EncordUnknownCode)
     message = cls.summary if cls is not EncordUnknownCode else f"Encord answered {code}"
     if isinstance(payload, str) and payload.strip():
-        message = f"{message}: {payload.strip()[:500]}"
+        # Line breaks, other controls, bidi overrides and lone surrogates (which no status can carry)
+        # become "?": the message goes to the caller as the status's text.
+        text = payload.strip()[:MAX_ENCORD_MESSAGE_LENGTH]
+        message = f"{message}: " + "".join(c if c.isprintable() else "?" for c in text)
     return cls(code, message)
 
 

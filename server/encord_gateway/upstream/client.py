@@ -19,7 +19,7 @@ import requests.utils
 from encord_gateway import errors
 from encord_gateway.context import CallOutcome, Deadline, trace_header
 from encord_gateway.logs import FIELDS
-from encord_gateway.upstream import http1
+from encord_gateway.upstream import bounded_json, http1
 from encord_gateway.upstream.signing import RequestSigner, SigningKey
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,14 @@ TRANSIENT_HTTP_STATUSES = frozenset({429, 502, 503, 504})
 TRANSIENT: tuple[type[errors.UpstreamError], ...] = (errors.UpstreamUnavailable, errors.UpstreamRateLimited)
 # Below this much time left, no new attempt is started: it could not finish.
 MIN_ATTEMPT_S = 0.05
+# What an answer may hold (its size is http1.MAX_BODY_BYTES): the deepest Encord sends is a key's
+# scope list inside a list inside the envelope (4 levels). A key is about 17 values (counted as the
+# `[{,:` before each, in strings too), so 2,000 keys (operations.MAX_KEYS) fit with room to spare, and
+# the parse of any answer within the bound costs a few MB at most.
+MAX_ANSWER_DEPTH = 16
+MAX_ANSWER_VALUES = 100_000
+# Encord sends its error code as a list of one; a few more are tolerated, the first one counts.
+MAX_ERROR_CODES = 8
 
 
 def worth_retrying(exc: errors.GatewayError, *, repeatable: bool) -> bool:
@@ -242,25 +250,36 @@ class EncordClient:
                 raise errors.UpstreamRateLimited("Encord is rate limiting the gateway")
             raise errors.UpstreamHttpError(f"Encord answered HTTP {status}")
         try:
-            # json.loads detects UTF-8/16/32 from the bytes, as Response.json() does.
-            envelope = json.loads(content)
-        except ValueError:
-            envelope = None
+            envelope = bounded_json.loads(content, max_depth=MAX_ANSWER_DEPTH, max_values=MAX_ANSWER_VALUES)
+        except bounded_json.Unreadable as exc:
+            # The reason, never the content: an answer can hold anything, a key included.
+            raise errors.UpstreamBadResponse(f"Encord's answer (HTTP {status}) is {exc}") from None
         if not isinstance(envelope, dict) or "status" not in envelope:
             raise errors.UpstreamBadResponse(f"Encord answered HTTP {status} without its JSON envelope")
-        if envelope["status"] == 200:
+        code_status = envelope["status"]
+        if type(code_status) is not int:  # not a bool, a float (NaN) or a string
+            raise errors.UpstreamBadResponse("Encord's envelope has a status that is not a whole number")
+        if code_status == 200:
             return envelope.get("response")
-        code = _error_code(envelope.get("response"))
-        call.outcome.encord_code = code or "UNKNOWN_ERROR"
-        if envelope["status"] == 429:
+        if code_status == 429:
+            call.outcome.encord_code = _first_code(envelope.get("response"))
             raise errors.UpstreamRateLimited("Encord is rate limiting the gateway")
-        raise errors.encord_error(call.outcome.encord_code, envelope.get("payload"))
+        code = _first_code(envelope.get("response"))
+        if not code:
+            # Not a list of codes: what it is stays out of the message (`{"status": 201, "response":
+            # "<a key>"}` must not put a key into an error, a log line or the audit trail).
+            raise errors.UpstreamBadResponse(
+                f"Encord's envelope has status {code_status} but no list of error codes "
+                f"(upper-case identifiers of at most {errors.MAX_ENCORD_CODE_LENGTH} characters)"
+            )
+        call.outcome.encord_code = code
+        raise errors.encord_error(code, envelope.get("payload"))
 
 
-def _error_code(response: Any) -> str:
-    """Encord sends its code as a one-element list; be lenient about a bare string."""
-    if isinstance(response, list) and len(response) == 1 and isinstance(response[0], str):
-        return response[0]
-    if isinstance(response, str):
-        return response
-    return ""
+def _first_code(response: Any) -> str:
+    """The first of Encord's codes (`["CODE"]`), or "" when `response` is not a short list of codes."""
+    if not isinstance(response, list) or not 1 <= len(response) <= MAX_ERROR_CODES:
+        return ""
+    if not all(isinstance(code, str) and errors.is_encord_code(code) for code in response):
+        return ""
+    return str(response[0])

@@ -25,9 +25,11 @@ MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADER_LINES = 100
 # 100 Continue, 103 Early Hints: a few at most before the real answer.
 MAX_INTERIM_ANSWERS = 8
-# An Encord answer is JSON of a few KiB (a list of keys); anything near this is not one.
-# The limit holds for the decoded body too, so a small gzip cannot expand into gigabytes.
-MAX_BODY_BYTES = 32 * 1024 * 1024
+# What the gateway asks Encord for is a key or a list of keys: a few KiB, and 1 MiB holds some
+# 2,000 keys. A body is held in memory whole, and its decoded JSON costs many times its size, so
+# anything bigger is refused unread. The limit holds for the decoded body too, so a small gzip
+# cannot expand into gigabytes.
+MAX_BODY_BYTES = 1024 * 1024
 # Load balancers close idle keep-alive connections after 60 s or more; a connection idle
 # for longer than this is not reused, so a request is rarely sent on one being closed.
 MAX_IDLE_S = 30.0

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +18,27 @@ from encord_gateway.scopes import (
     PROJECT_SCOPE_NUMBERS,
 )
 from encord_gateway.state import MemoryStore
+from encord_gateway.upstream import bounded_json
 from encord_gateway.upstream.client import EncordClient, UpstreamCall
 
 log = logging.getLogger(__name__)
 
 PROJECT_KEY_TYPE = "projectapikey"
 DATASET_KEY_TYPE = "datasetapikey"
+
+# What a key from Encord may be. A list answer of more keys than this is not taken for one (its size
+# is bounded too: http1.MAX_BODY_BYTES holds about 2,000 keys of the longest titles the gateway makes).
+MAX_KEYS = 2_000
+MAX_SCOPES_PER_KEY = 64
+MAX_API_KEY_LENGTH = 256
+# Titles made elsewhere (Encord's own app) may be longer than the gateway's 255.
+MAX_TITLE_LENGTH = 1_024
+MAX_HASH_LENGTH = 128
+# A key goes into an Authorization header: printable ASCII, no spaces, no line breaks.
+_API_KEY = re.compile(r"[!-~]+")
+# The one warning per answer about unknown scopes names at most this many, each cut to this length.
+MAX_UNKNOWN_SCOPES_LOGGED = 10
+MAX_LOGGED_NAME_LENGTH = 64
 
 
 @dataclass(frozen=True)
@@ -80,15 +95,16 @@ class KeyOperations:
     def create_project_key(self, request: KeyRequest, scope: CallContext) -> ProjectKey:
         payload = {"title": request.title, "scopes": list(request.scopes)}
         answer = self._call(scope, PROJECT_KEY_TYPE, "POST", request.resource_hash, payload, retryable=False)
-        if not isinstance(answer, str) or not answer:
-            raise _bad_answer("a created project key", scope)
-        return ProjectKey(answer, request.title, request.scopes, request.resource_hash)
+        return ProjectKey(
+            _api_key(answer, "a created project key"), request.title, request.scopes, request.resource_hash
+        )
 
     def list_project_keys(self, project_hash: str, scope: CallContext) -> list[ProjectKey]:
         answer = self._call(scope, PROJECT_KEY_TYPE, "GET", project_hash, None, retryable=True)
-        return [
-            _project_key(item, project_hash, scope) for item in _list_answer(answer, "project keys", scope)
-        ]
+        unknown = UnknownScopes()
+        keys = [_project_key(item, project_hash, unknown) for item in _list_answer(answer, "project keys")]
+        unknown.log()
+        return keys
 
     def get_or_create_project_key(self, project_hash: str, scope: CallContext) -> tuple[ProjectKey, bool]:
         with self._locks(
@@ -109,14 +125,18 @@ class KeyOperations:
             "scopes": list(request.scopes),
         }
         answer = self._call(scope, DATASET_KEY_TYPE, "POST", None, payload, retryable=False)
-        return _dataset_key(answer, request.resource_hash, scope)
+        unknown = UnknownScopes()
+        key = _dataset_key(answer, request.resource_hash, unknown)
+        unknown.log()
+        return key
 
     def list_dataset_keys(self, dataset_hash: str, scope: CallContext) -> list[DatasetKey]:
         payload = {"dataset_hash": dataset_hash}
         answer = self._call(scope, DATASET_KEY_TYPE, "GET", None, payload, retryable=True)
-        return [
-            _dataset_key(item, dataset_hash, scope) for item in _list_answer(answer, "dataset keys", scope)
-        ]
+        unknown = UnknownScopes()
+        keys = [_dataset_key(item, dataset_hash, unknown) for item in _list_answer(answer, "dataset keys")]
+        unknown.log()
+        return keys
 
     def get_or_create_dataset_key(self, dataset_hash: str, scope: CallContext) -> tuple[DatasetKey, bool]:
         with self._locks(
@@ -132,70 +152,106 @@ class KeyOperations:
 # Parsing Encord's answers ---------------------------------------------------
 
 
-def _bad_answer(what: str, scope: CallContext) -> errors.UpstreamBadResponse:
+def _bad_answer(what: str) -> errors.UpstreamBadResponse:
+    # What was expected, never what came: an answer can hold anything, a key included.
     return errors.UpstreamBadResponse(f"Encord's answer is not {what}")
 
 
-def _list_answer(answer: Any, what: str, scope: CallContext) -> list[Any]:
+def _list_answer(answer: Any, what: str) -> list[Any]:
     # The SDK turns a null list into ResourceNotFoundError, and so do we.
     if answer is None:
         raise errors.EncordNotFound("RESOURCE_NOT_FOUND_ERROR", f"Encord found no {what}")
     if not isinstance(answer, list):
-        raise _bad_answer(f"a list of {what}", scope)
+        raise _bad_answer(f"a list of {what}")
+    if len(answer) > MAX_KEYS:
+        raise _bad_answer(f"a list of {what}: it has more than {MAX_KEYS}")
     return answer
 
 
-def _scopes(value: Any, known: Mapping[str, object], scope: CallContext) -> tuple[str, ...]:
+def _shown(name: str) -> str:
+    """A name from Encord as a log may show it: cut short, and escaped unless it is printable ASCII."""
+    cut = name[:MAX_LOGGED_NAME_LENGTH]
+    return cut if cut.isascii() and cut.isprintable() else ascii(cut)
+
+
+class UnknownScopes:
+    """The scopes of one answer that this gateway does not know: one warning for the answer, bounded."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def log(self) -> None:
+        if not self.names:
+            return
+        shown = sorted(self.names)[:MAX_UNKNOWN_SCOPES_LOGGED]
+        more = len(self.names) - len(shown)
+        log.warning(
+            "ignoring scopes unknown to this gateway: %s%s",
+            ", ".join(_shown(name) for name in shown),
+            f" and {more} more" if more else "",
+        )
+
+
+def _scopes(value: Any, known: Mapping[str, object], unknown: UnknownScopes) -> tuple[str, ...]:
     """Scopes as a list or, as Encord sometimes sends them, a JSON-encoded list."""
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except ValueError:
-            raise _bad_answer("a key with a scope list", scope) from None
-    if not isinstance(value, list):
-        raise _bad_answer("a key with a scope list", scope)
+            value = bounded_json.loads(value, max_depth=1, max_values=MAX_SCOPES_PER_KEY + 1)
+        except bounded_json.Unreadable:
+            raise _bad_answer("a key with a scope list") from None
+    if not isinstance(value, list) or len(value) > MAX_SCOPES_PER_KEY:
+        raise _bad_answer(f"a key with a scope list (of at most {MAX_SCOPES_PER_KEY})")
     # One pass per key (a list answer has one per key): keep the known, note the rest.
     kept: dict[str, None] = {}
-    unknown: set[str] = set()
     for name in value:
         if not isinstance(name, str):
-            raise _bad_answer("a key with a scope list", scope)
+            raise _bad_answer("a key with a scope list")
         if name in known:
             kept[name] = None
         else:
-            unknown.add(name)
-    if unknown:
-        # A scope newer than this gateway: the key is still listed, without it.
-        log.warning("ignoring scopes unknown to this gateway: %s", ", ".join(sorted(unknown)))
+            # A scope newer than this gateway: the key is still listed, without it.
+            unknown.names.add(name)
     return tuple(kept)
 
 
-def _key_fields(item: Any, what: str, scope: CallContext) -> dict[str, Any]:
-    """A key's JSON object, which must hold `api_key` and `title` strings."""
-    if not isinstance(item, dict) or not isinstance(item.get("api_key"), str):
-        raise _bad_answer(what, scope)
-    if not isinstance(item.get("title"), str):
-        raise _bad_answer(what, scope)
-    return item
+def _api_key(value: Any, what: str) -> str:
+    """A key string as it may be handed to a caller: printable ASCII without spaces, bounded."""
+    if not isinstance(value, str) or len(value) > MAX_API_KEY_LENGTH or not _API_KEY.fullmatch(value):
+        raise _bad_answer(f"{what} (a key is 1 to {MAX_API_KEY_LENGTH} printable ASCII characters)")
+    return value
 
 
-def _project_key(item: Any, project_hash: str, scope: CallContext) -> ProjectKey:
-    fields = _key_fields(item, "a project key", scope)
+def _text(value: Any, limit: int, what: str) -> str:
+    """A string field of a key, at most `limit` characters (bounded_json made sure it is valid Unicode)."""
+    if not isinstance(value, str) or len(value) > limit:
+        raise _bad_answer(what)
+    return value
+
+
+def _key_fields(item: Any, what: str) -> tuple[str, str]:
+    """A key's JSON object, which must hold `api_key` and `title` strings: (api_key, title)."""
+    if not isinstance(item, dict):
+        raise _bad_answer(what)
+    return _api_key(item.get("api_key"), what), _text(item.get("title"), MAX_TITLE_LENGTH, what)
+
+
+def _project_key(item: Any, project_hash: str, unknown: UnknownScopes) -> ProjectKey:
+    api_key, title = _key_fields(item, "a project key")
     return ProjectKey(
-        fields["api_key"],
-        fields["title"],
-        _scopes(fields.get("scopes"), PROJECT_SCOPE_NUMBERS, scope),
-        project_hash,
+        api_key, title, _scopes(item.get("scopes"), PROJECT_SCOPE_NUMBERS, unknown), project_hash
     )
 
 
-def _dataset_key(item: Any, dataset_hash: str, scope: CallContext) -> DatasetKey:
-    fields = _key_fields(item, "a dataset key", scope)
-    key_hash = fields.get("key_hash")
+def _dataset_key(item: Any, dataset_hash: str, unknown: UnknownScopes) -> DatasetKey:
+    api_key, title = _key_fields(item, "a dataset key")
+    resource_hash = item.get("resource_hash") or dataset_hash
+    key_hash = item.get("key_hash")
     return DatasetKey(
-        str(fields.get("resource_hash") or dataset_hash),
-        fields["api_key"],
-        fields["title"],
-        key_hash if isinstance(key_hash, str) else "",
-        _scopes(fields.get("scopes"), DATASET_SCOPE_NUMBERS, scope),
+        _text(resource_hash, MAX_HASH_LENGTH, "a dataset key with a resource_hash string"),
+        api_key,
+        title,
+        _text(key_hash, MAX_HASH_LENGTH, "a dataset key with a key_hash string")
+        if key_hash is not None
+        else "",
+        _scopes(item.get("scopes"), DATASET_SCOPE_NUMBERS, unknown),
     )
