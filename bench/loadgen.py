@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
+import itertools
 import json
 import ssl
 import sys
@@ -184,8 +185,54 @@ def gateway_path(args: argparse.Namespace) -> Callable[[str, int], Call]:
 
             return read
 
+        titles = itertools.count()
+
         def write() -> None:
-            if not client.create_project_api_key(args.write_project, WRITE_TITLE, scopes).api_key:
+            # A title per create, as real callers give: creates of one title and scopes wait for each
+            # other (the request_id lock), others run side by side.
+            title = f"{WRITE_TITLE} {worker}-{next(titles)}"
+            if not client.create_project_api_key(args.write_project, title, scopes).api_key:
+                raise WrongAnswer("no key")
+
+        return write
+
+    return for_worker
+
+
+def gateway_plain_path(args: argparse.Namespace) -> Callable[[str, int], Call]:
+    """The gateway through the generated Python stub, creates without a request_id: no state store.
+
+    gateway-py's creates carry one (the client sends a UUID4 with every create), so the pair of paths
+    measures what exactly-once costs a create: the store's claim, lock and completion, and the list
+    taken before sending.
+    """
+    import grpc
+    from encord_gateway_client.v1 import api_keys_pb2 as pb
+    from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
+
+    stub = pb_grpc.ApiKeyServiceStub(grpc.insecure_channel(args.target))
+    scopes = [pb.API_KEY_SCOPE_LABEL_READ]  # WRITE_SCOPES, as enum numbers
+
+    def for_worker(op: str, worker: int) -> Call:
+        if op == "read":
+
+            def read() -> None:
+                answer = stub.ListProjectApiKeys(
+                    pb.ListProjectApiKeysRequest(project_hash=args.read_project), timeout=30
+                )
+                if len(answer.api_keys) != args.read_keys:
+                    raise WrongAnswer(f"{len(answer.api_keys)} keys")
+
+            return read
+
+        titles = itertools.count()
+
+        def write() -> None:
+            title = f"{WRITE_TITLE} {worker}-{next(titles)}"  # as gateway-py's, for a fair pair
+            request = pb.CreateProjectApiKeyRequest(
+                project_hash=args.write_project, title=title, scopes=scopes
+            )
+            if not stub.CreateProjectApiKey(request, timeout=30).api_key:
                 raise WrongAnswer("no key")
 
         return write
@@ -197,6 +244,7 @@ PATHS: dict[str, Callable[[argparse.Namespace], Callable[[str, int], Call]]] = {
     "sdk": sdk_path,
     "floor": floor_path,
     "gateway-py": gateway_path,
+    "gateway-py-plain": gateway_plain_path,
 }
 
 

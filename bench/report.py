@@ -15,11 +15,15 @@ TARGET_PEAK_RSS_MB = 100.0  # gateway peak RSS at 128 in flight, at most
 LATENCY_LEVEL = 1
 THROUGHPUT_LEVEL = 32
 RSS_LEVEL = 128
-GATEWAY_PATHS = ("gateway-py", "gateway-go")
+GATEWAY_PATHS = ("gateway-py", "gateway-py-plain", "gateway-go")
 # Each gateway path against the floor whose client is written in the same language (client cost is
 # the same on both sides), and against the compiled floor (the limit no gateway can beat).
-FLOORS = {"gateway-py": ("floor", "floor-go"), "gateway-go": ("floor-go", "floor")}
-PATH_ORDER = ("sdk", "floor", "floor-go", "gateway-py", "gateway-go", "grpc-empty")
+FLOORS = {
+    "gateway-py": ("floor", "floor-go"),
+    "gateway-py-plain": ("floor", "floor-go"),
+    "gateway-go": ("floor-go", "floor"),
+}
+PATH_ORDER = ("sdk", "floor", "floor-go", "gateway-py", "gateway-py-plain", "gateway-go", "grpc-empty")
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
@@ -51,6 +55,10 @@ def summarize(done: dict[str, Any]) -> dict[str, Any]:
         "mean_ms": round(sum(ms) / len(ms), 3) if ms else None,
         "throughput_cps": round(int(done["completed_in_window"]) / window, 1) if window > 0 else None,
     }
+
+
+# Levels at which the request_id cost is reported (a quick run has only the first).
+LEVELS_OF_COST = (1, 8)
 
 
 def _find(cells: Iterable[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
@@ -87,6 +95,25 @@ def ratios(cells: list[dict[str, Any]], modes: Sequence[str], ops: Sequence[str]
                     out.setdefault(mode, {}).setdefault(op, {})[key] = _ratio(
                         at32.get("gateway_cpu_us_per_call"), empty.get("gateway_cpu_us_per_call")
                     )
+            # What exactly-once costs a create: with a request_id (SQLite store) over without, same run.
+            with_id = {
+                c: _find(cells, mode=mode, op=op, path="gateway-py", concurrency=c) for c in LEVELS_OF_COST
+            }
+            plain = {
+                c: _find(cells, mode=mode, op=op, path="gateway-py-plain", concurrency=c)
+                for c in LEVELS_OF_COST
+            }
+            if op == "write" and with_id[LATENCY_LEVEL] and plain[LATENCY_LEVEL]:
+                ratios_of = out.setdefault(mode, {}).setdefault(op, {})
+                ratios_of[f"request_id/plain p50 @{LATENCY_LEVEL}"] = _ratio(
+                    with_id[LATENCY_LEVEL]["p50_ms"], plain[LATENCY_LEVEL]["p50_ms"]
+                )
+                for level in LEVELS_OF_COST:
+                    a, b = with_id[level], plain[level]
+                    if a and b:
+                        ratios_of[f"request_id/plain gateway CPU us/call @{level}"] = _ratio(
+                            a.get("gateway_cpu_us_per_call"), b.get("gateway_cpu_us_per_call")
+                        )
     return out
 
 
@@ -280,6 +307,7 @@ def draw(cells: list[dict[str, Any]], modes: Sequence[str], ops: Sequence[str], 
         "floor": "tab:gray",
         "floor-go": "black",
         "gateway-py": "tab:blue",
+        "gateway-py-plain": "tab:cyan",
         "gateway-go": "tab:green",
         "grpc-empty": "tab:olive",
     }

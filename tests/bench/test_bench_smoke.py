@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ALWAYS_MEASURED = {"sdk", "floor", "gateway-py"}  # the Go paths need `go` and its module cache
+ALWAYS_MEASURED = {"sdk", "floor", "gateway-py", "gateway-py-plain"}  # the Go paths need `go` and its module cache
 GO_PATHS = {"floor-go", "gateway-go", "grpc-empty"}
-SERVER_PATHS = {"gateway-py", "gateway-go", "grpc-empty"}  # CPU and RSS measured
+SERVER_PATHS = {"gateway-py", "gateway-py-plain", "gateway-go", "grpc-empty"}  # CPU and RSS measured
 CELL_FIELDS = {
     "mode": str,
     "path": str,
@@ -94,6 +94,8 @@ def test_ratios_targets_and_machine_are_reported(quick_run: tuple[dict[str, Any]
         ratios = result["ratios"][mode]
         for op in ("read", "write"):
             assert "gateway-py/sdk p50 @1" in ratios[op]
+        # What a request_id costs a create, against the same create without one, in the same run.
+        assert ratios["write"]["request_id/plain p50 @1"] > 0
     for check in result["targets"]:
         assert set(check) == {"mode", "name", "target", "value", "met"}
         assert check["met"] in (True, False, None)

@@ -78,12 +78,13 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
         """(key, created, replayed): a create with a request id runs at most once, else it just runs."""
         if not request_id or self.exactly_once is None:
             return mint(), True, False
+        same_request = request_hash(intent.kind, intent.resource_hash, intent.title, intent.scopes)
         outcome = self.exactly_once.create(
             key=record_key(record.caller, record.method, request_id),
-            fingerprint_of_request=request_hash(
-                intent.kind, intent.resource_hash, intent.title, intent.scopes
-            ),
-            lock_name=f"create:{intent.kind}:{intent.resource_hash}",
+            fingerprint_of_request=same_request,
+            # Only creates of the same title and scopes on a resource could be told apart wrongly by a
+            # listing, so only they wait for each other; creates of other titles run side by side.
+            lock_name=f"create:{same_request}",
             title=intent.title,
             scopes=intent.scopes,
             wait_s=_scope(record).deadline.remaining(),
