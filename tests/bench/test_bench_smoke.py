@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ALWAYS_MEASURED = {"sdk", "floor", "gateway-py", "gateway-py-plain"}  # the Go paths need `go` and its module cache
+# The Go paths need `go` and its module cache.
+ALWAYS_MEASURED = {"sdk", "floor", "gateway-py", "gateway-py-plain"}
 GO_PATHS = {"floor-go", "gateway-go", "grpc-empty"}
 SERVER_PATHS = {"gateway-py", "gateway-py-plain", "gateway-go", "grpc-empty"}  # CPU and RSS measured
 CELL_FIELDS = {
