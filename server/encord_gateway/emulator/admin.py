@@ -15,6 +15,16 @@ ADMIN_PREFIX = "/_emulator/"
 Answer = tuple[int, Any]
 
 
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        raise ValueError("the body is JSON nested too deeply to parse") from None
+    if not isinstance(data, dict):
+        raise ValueError("the body must be a JSON object")
+    return data
+
+
 class Admin:
     """Answers `(HTTP status, JSON value)`; the server sends it. Never touches API keys' values."""
 
@@ -45,9 +55,7 @@ class Admin:
 
     def _set_faults(self, body: bytes, *, merge: bool) -> Answer:
         try:
-            data = json.loads(body or b"{}")
-            if not isinstance(data, dict):
-                raise ValueError("the body must be a JSON object")
+            data = _json_object(body or b"{}")
             settings = FaultSettings.from_mapping(data, self._faults.settings if merge else None)
         except (ValueError, TypeError) as exc:
             return 400, {"error": str(exc)}

@@ -13,6 +13,9 @@ from typing import Any
 
 QUERY_METHODS = ("GET", "POST", "PUT", "DELETE")
 MAX_LATENCY_MS = 600_000
+# Encord's error payloads are a level or two deep; a deeper one would only make copying, logging and
+# serialising it recurse past Python's limit.
+MAX_PAYLOAD_DEPTH = 32
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
 
@@ -63,6 +66,8 @@ class FaultSettings:
             raise ValueError(
                 "force_error must be an Encord error code such as RESOURCE_EXISTS_ERROR, or null"
             )
+        if _depth(self.force_error_payload) > MAX_PAYLOAD_DEPTH:
+            raise ValueError(f"force_error_payload must be nested at most {MAX_PAYLOAD_DEPTH} deep")
         try:
             json.dumps(self.force_error_payload)
         except (TypeError, ValueError):
@@ -88,6 +93,18 @@ class FaultSettings:
 def _is_int(value: object) -> bool:
     # TOML and JSON booleans are not numbers here, although bool subclasses int.
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _depth(value: object) -> int:
+    """How deeply lists and mappings nest in `value`, counted without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, (list, tuple, dict)):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, level + 1) for child in children)
+    return deepest
 
 
 class FaultInjector:

@@ -72,6 +72,9 @@ def parse_fixture(text: str, source: str = "<fixture>") -> Fixture:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise FixtureError(f"{source}: not valid TOML: {exc}") from exc
+    except RecursionError:
+        # tomllib recurses per nested array or inline table; a fixture has no need for depth.
+        raise FixtureError(f"{source}: arrays or tables nested too deeply to parse") from None
     unknown = set(data) - TOP_LEVEL_KEYS
     if unknown:
         raise FixtureError(f"{source}: unknown top-level keys {sorted(unknown)}")

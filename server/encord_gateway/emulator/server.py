@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import functools
+import ipaddress
 import json
 import re
 import socket
@@ -37,7 +38,20 @@ GARBAGE_BODY = b"<html><head><title>502 Bad Gateway</title></head><body>upstream
 TRACE_HEADER = "X-Cloud-Trace-Context"
 _TRACE = re.compile(r"^[0-9a-fA-F]{1,64}(/[0-9]{1,20})?(;o=[01])?$")
 _LOG_SAFE = re.compile(r"[^A-Za-z0-9_./\-]")
-LOOPBACK = ("127.", "::1", "::ffff:127.")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a peer address is this host's loopback: 127.0.0.0/8, ::1, or 127.x mapped into IPv6.
+
+    Parsed, not prefix-matched: "::1:2:3:4:5:6", "::1.2.3.4" and "::10.0.0.1" all start with "::1".
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 class BodyError(Exception):
@@ -288,7 +302,7 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send_json(exc.status, {"error": exc.message})
             return "admin_error"
-        if not self.server.behaviour.admin_any_host and not str(self.client_address[0]).startswith(LOOPBACK):
+        if not self.server.behaviour.admin_any_host and not is_loopback(str(self.client_address[0])):
             self._send_json(403, {"error": "admin endpoints answer loopback clients only"})
             return "admin_forbidden"
         status, value = self.server.admin.handle(self.command, path, body)
