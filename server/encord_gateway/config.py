@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_DOMAIN = "https://api.encord.com"
 DEFAULT_STATE_URL = "memory://"
+DEFAULT_STATE_PREFIX = "encord-gateway:"
 # The one default of each of these: Option, Settings and (once they import it) the upstream client use it.
 DEFAULT_UPSTREAM_POOL_SIZE = 64
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
@@ -239,8 +240,43 @@ OPTIONS: tuple[Option, ...] = (
         "ENCORD_GATEWAY_STATE_URL",
         str,
         DEFAULT_STATE_URL,
-        "request ids and create locks: memory:// (one process) or sqlite:///PATH (one host, durable)",
+        "request ids, create locks, rate buckets: memory:// (one process), sqlite:///PATH (one host, "
+        "durable) or redis://HOST:PORT/DB, rediss:// (a fleet)",
         "URL",
+    ),
+    Option(
+        "state_ca_file",
+        "ENCORD_GATEWAY_STATE_CA_FILE",
+        str,
+        None,
+        "CA bundle to trust for a rediss:// state store's certificate (default: the system's)",
+        "PATH",
+    ),
+    Option(
+        "state_password_file",
+        "ENCORD_GATEWAY_STATE_PASSWORD_FILE",
+        str,
+        None,
+        "file holding the redis:// state store's password (instead of one in the URL)",
+        "PATH",
+    ),
+    Option(
+        "state_prefix",
+        "ENCORD_GATEWAY_STATE_PREFIX",
+        str,
+        DEFAULT_STATE_PREFIX,
+        "namespace of every key this gateway writes to a redis:// state store",
+        "PREFIX",
+    ),
+    Option(
+        "state_timeout",
+        "ENCORD_GATEWAY_STATE_TIMEOUT",
+        float,
+        2.0,
+        "seconds to wait for a redis:// state store to connect or answer, then the call fails closed",
+        "SECONDS",
+        low=0.01,
+        high=60.0,
     ),
     Option(
         "request_id_ttl",
@@ -297,6 +333,11 @@ class Settings:
     metrics_listen: str | None = None
     health_listen: str | None = None
     state_url: str = DEFAULT_STATE_URL
+    state_ca_file: str | None = None
+    state_password_file: str | None = None
+    state_password: str | None = field(default=None, repr=False)
+    state_prefix: str = DEFAULT_STATE_PREFIX
+    state_timeout: float = 2.0
     request_id_ttl: float = 24 * _HOUR
     reconcile_after: float = 5.0
     # HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY (either case) as the environment had them; a proxy URL
@@ -401,6 +442,18 @@ def read_document(path: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
+def read_state_password(path: str) -> str:
+    """The state store's password: the file's text less a final newline; errors never show it."""
+    data = read_regular_file(path, "state password file")
+    try:
+        password = data.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ConfigError(f"state password file {path} is not UTF-8 text") from None
+    if not password:
+        raise ConfigError(f"state password file {path} is empty")
+    return password
+
+
 def load(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     """Flags > environment > TOML file > defaults, then validated."""
     config_path = getattr(args, "config", None) or env.get("ENCORD_GATEWAY_CONFIG")
@@ -441,8 +494,10 @@ def load(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
             raise ConfigError(
                 f"passphrase file {values['ssh_key_passphrase_file']} is not UTF-8 text"
             ) from None
+    state_password_file = values["state_password_file"]
     settings = Settings(
         **values,
+        state_password=read_state_password(state_password_file) if state_password_file else None,
         ssh_key_text=key_text,
         ssh_key_source=source,
         ssh_key_passphrase=passphrase,
@@ -480,7 +535,17 @@ def validate(settings: Settings) -> None:
         split_host_port(settings.metrics_listen, "metrics_listen")
     if settings.health_listen:
         split_host_port(settings.health_listen, "health_listen")
-    state_kind(settings.state_url)
+    kind = state_kind(settings.state_url)
+    if (settings.state_ca_file or settings.state_password_file) and kind != "redis":
+        raise ConfigError("state_ca_file and state_password_file are for a redis:// or rediss:// state_url")
+    if settings.state_ca_file and not settings.state_url.startswith("rediss://"):
+        raise ConfigError("state_ca_file needs a rediss:// (TLS) state_url")
+    if settings.state_ca_file and not Path(settings.state_ca_file).is_file():
+        raise ConfigError(f"state_ca_file {settings.state_ca_file} does not exist")
+    # Printable ASCII without spaces: the prefix appears in every key an operator scans for.
+    prefix = settings.state_prefix
+    if not prefix or len(prefix) > 64 or not all("!" <= c <= "~" for c in prefix):
+        raise ConfigError("state_prefix must be 1 to 64 printable ASCII characters without spaces")
     if not settings.encord_domain.startswith(("http://", "https://")):
         raise ConfigError(
             f"encord_domain must start with http:// or https://, not {settings.encord_domain!r}"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent import futures
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,8 @@ from encord_gateway.state import (
     StateStore,
     open_store,
 )
+from encord_gateway.state.redis import RedisStore
+from support.redis_server import RedisServer
 
 
 class Clock:
@@ -31,17 +36,48 @@ class Clock:
         return self.now
 
 
-Factory = Callable[[Path, Clock], StateStore]
-BACKENDS: dict[str, Factory] = {
-    "memory": lambda tmp, clock: MemoryStore(clock=clock),
-    "sqlite": lambda tmp, clock: SqliteStore(str(tmp / "state.db"), clock=clock),
+@dataclass(frozen=True)
+class Backend:
+    """How to open one backend's store (the test's folder, a hand clock, its URL) and what it promises."""
+
+    open: Callable[[Path, Clock, str], StateStore]
+    # memory and sqlite lease locks by the store's clock; Redis leases them by its own (SET PX), so that
+    # no replica's clock decides who holds a lock: its lapse is tested with a real holder killed.
+    leases_follow_clock: bool
+    # Several processes share it: a holder in another process excludes this one.
+    shared: bool
+
+
+BACKENDS: dict[str, Backend] = {
+    "memory": Backend(lambda tmp, clock, url: MemoryStore(clock=clock), True, False),
+    "sqlite": Backend(lambda tmp, clock, url: SqliteStore(str(tmp / "state.db"), clock=clock), True, True),
+    # Every test gets a prefix of its own on the one server of the session.
+    "redis": Backend(
+        lambda tmp, clock, url: RedisStore(url, prefix=f"test:{uuid.uuid4().hex}:", clock=clock), False, True
+    ),
 }
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+def _url(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if name == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return server.url
+    if name == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return "memory://"
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def clock_and_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Clock, StateStore]]:
     clock = Clock()
-    store = BACKENDS[request.param](tmp_path, clock)
+    store = BACKENDS[request.param].open(tmp_path, clock, _url(request.param, request, tmp_path))
     yield clock, store
     store.close()
 
@@ -166,11 +202,53 @@ def test_a_lock_excludes_and_times_out(clock_and_store: tuple[Clock, StateStore]
 
 def test_a_lease_that_is_never_released_lapses(clock_and_store: tuple[Clock, StateStore]) -> None:
     clock, store = clock_and_store
+    if not BACKENDS[store.kind].leases_follow_clock:
+        pytest.skip(f"{store.kind} leases by its own clock: see the killed-holder test")
     abandoned = store.lock("resource", lease_s=30, wait_s=1)
     abandoned.__enter__()  # a holder that died: never exits, and its renewals stop with the clock
     clock.now += 31
     with store.lock("resource", lease_s=30, wait_s=1):
         pass
+
+
+HOLD_IN_A_PROCESS = """
+import sys, time
+from encord_gateway.state import open_store
+from encord_gateway.state.redis import RedisStore
+store = RedisStore(sys.argv[1], prefix=sys.argv[2]) if sys.argv[2] else open_store(sys.argv[1])
+with store.lock("resource", lease_s=float(sys.argv[3]), wait_s=10):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("name", sorted(n for n, b in BACKENDS.items() if b.shared))
+def test_a_holder_in_another_process_renews_its_lease_and_a_killed_one_loses_it(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = _url(name, request, tmp_path)
+    prefix = f"test:{uuid.uuid4().hex}:" if name == "redis" else ""
+    store: StateStore = RedisStore(url, prefix=prefix) if prefix else open_store(url)
+    lease = 1.0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_IN_A_PROCESS, url, prefix, str(lease)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        # Well past the lease: only renewals keep it held.
+        time.sleep(2.5 * lease)
+        with pytest.raises(LockTimeout), store.lock("resource", lease_s=lease, wait_s=0.2):
+            pass
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        # Nobody releases it now: the lease lapses and the lock can be taken.
+        with store.lock("resource", lease_s=lease, wait_s=10 * lease):
+            pass
+    finally:
+        holder.kill()
+        holder.communicate()
+        store.close()
 
 
 CLAIM_IN_A_PROCESS = """
@@ -207,7 +285,10 @@ def test_a_sqlite_store_survives_a_restart(tmp_path: Path) -> None:
     ("url", "message"),
     [
         ("sqlite:///nonexistent-dir/state.db", "directory does not exist"),
-        ("redis://:hunter2@localhost:6379/0", "redis://"),
+        ("redis://:hunter2@localhost:6379/zero", "by number"),
+        ("redis://:hunter2@:6379/0", "needs a host"),
+        ("redis://:hunter2@localhost:port/0", "not a valid"),
+        ("redis://:hunter2@localhost:6379/0?ssl_cert_reqs=none", "no ?options"),
         ("ftp://x", "ftp://"),
     ],
 )

@@ -23,7 +23,8 @@ from encord_gateway.api.reflection import enable_reflection
 from encord_gateway.api.servicer import SERVICE_NAME, ApiKeyServicer
 from encord_gateway.config import ConfigError, Settings, split_host_port
 from encord_gateway.context import CallObserver
-from encord_gateway.state import StateConfigError, open_store
+from encord_gateway.logs import FIELDS
+from encord_gateway.state import StateConfigError, StateUnavailable, open_store
 from encord_gateway.upstream.client import EncordClient, RetryPolicy, UpstreamCall
 from encord_gateway.upstream.operations import KeyOperations
 from encord_gateway.upstream.signing import SigningKey
@@ -78,10 +79,20 @@ class GatewayServer:
             if credentials is None and security.tls is not None:
                 credentials = security.tls.credentials()
         try:
-            self.store = open_store(settings.state_url)
+            self.store = open_store(
+                settings.state_url,
+                password=settings.state_password,
+                ca_file=settings.state_ca_file,
+                prefix=settings.state_prefix,
+                timeout_s=settings.state_timeout,
+            )
+            self.store.ping()
         except StateConfigError as exc:
             self.client.close()
             raise ConfigError(str(exc)) from None
+        except StateUnavailable as exc:
+            # Not a reason to stay down: the calls that need the store fail closed until it is back.
+            log.warning("state store not reachable at start-up", extra={FIELDS: {"error": str(exc)}})
         exactly_once = ExactlyOnce(
             self.store, ttl_s=settings.request_id_ttl, reconcile_after_s=settings.reconcile_after
         )

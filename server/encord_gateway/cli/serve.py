@@ -12,15 +12,13 @@ import logging
 import os
 import queue
 import signal
-import socket
 import sqlite3
-import ssl
 import stat
 import sys
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import requests
 
@@ -32,6 +30,7 @@ from encord_gateway.access.security import Security
 from encord_gateway.access.tls import server_tls
 from encord_gateway.api.metrics import GatewayMetrics
 from encord_gateway.api.server import GatewayServer, HealthPortError
+from encord_gateway.state import StateConfigError, StateUnavailable
 from encord_gateway.upstream.client import UpstreamSetupError
 from encord_gateway.upstream.signing import SigningKeyError, load_signing_key
 
@@ -242,7 +241,7 @@ def check(settings: config.Settings, *, upstream: bool) -> int:
             passphrase=settings.ssh_key_passphrase,
             source=settings.ssh_key_source,
         )
-        store = _reach_store(settings.state_url, settings.upstream_connect_timeout)
+        store = _reach_store(settings)
         encord = _reach_encord(settings) if upstream else "not contacted (--check-upstream to)"
     except (config.ConfigError, SigningKeyError) as exc:
         return fail(str(exc))
@@ -300,8 +299,9 @@ def _check_audit_log(path: str | None) -> str:
     return path
 
 
-def _reach_store(url: str, timeout_s: float) -> str:
+def _reach_store(settings: config.Settings) -> str:
     """The store's kind and place (never its credentials), once it has been reached."""
+    url = settings.state_url
     kind = config.state_kind(url)
     if kind == "memory":
         return "memory (this process only)"
@@ -317,24 +317,25 @@ def _reach_store(url: str, timeout_s: float) -> str:
         except sqlite3.Error as exc:
             raise config.ConfigError(f"state_url sqlite file {path} cannot be used: {exc}") from None
         return f"sqlite {path}"
-    parts = urlsplit(url)
-    host, port = parts.hostname or "", parts.port or 6379
-    where = f"{host}:{port}"
+    # The store itself, with its password and CA: what start-up would use, reached once.
+    from encord_gateway.state.redis import RedisStore  # only a redis:// check loads the Redis client
+
     try:
-        with socket.create_connection((host, port), timeout=timeout_s) as raw:
-            sock: socket.socket = raw
-            if parts.scheme == "rediss":
-                sock = ssl.create_default_context().wrap_socket(raw, server_hostname=host)
-            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            answer = sock.recv(64)
-    except (OSError, ssl.SSLError) as exc:
-        raise config.ConfigError(
-            f"state_url redis at {where} is not reachable: {exc.strerror or exc}"
-        ) from None
-    # +PONG, or an error such as -NOAUTH: either way a Redis answered; the store checks the credentials.
-    if not answer.startswith((b"+", b"-")):
-        raise config.ConfigError(f"state_url redis at {where} did not answer like Redis")
-    return f"redis {where}"
+        store = RedisStore(url, password=settings.state_password, ca_file=settings.state_ca_file,
+                           prefix=settings.state_prefix, timeout_s=settings.state_timeout)  # fmt: skip
+    except StateConfigError as exc:
+        raise config.ConfigError(str(exc)) from None
+    where = store.target.where  # the address, never the password
+    try:
+        store.ping()
+    except StateConfigError as exc:
+        raise config.ConfigError(str(exc)) from None
+    except StateUnavailable as exc:
+        raise config.ConfigError(f"state_url redis at {where} is not reachable: {exc}") from None
+    finally:
+        store.close()
+    tls = " (TLS)" if url.startswith("rediss://") else ""
+    return f"redis {where}{tls}, keys under {settings.state_prefix}"
 
 
 def _reach_encord(settings: config.Settings) -> str:

@@ -1,4 +1,4 @@
-"""The state store behind --state-url: request-id records and per-resource locks, never a secret."""
+"""The state store behind --state-url: request-id records, locks and rate buckets; never a secret."""
 
 from __future__ import annotations
 
@@ -25,12 +25,25 @@ __all__ = [
 ]
 
 
-def open_store(url: str) -> StateStore:
-    """The store a state URL names: memory:// (one process) or sqlite:///PATH (one host, durable)."""
+def open_store(
+    url: str,
+    *,
+    password: str | None = None,
+    ca_file: str | None = None,
+    prefix: str = "encord-gateway:",
+    timeout_s: float = 2.0,
+) -> StateStore:
+    """The store a state URL names: memory:// (one process), sqlite:///PATH (one host, durable), or
+    redis:// and rediss:// (a fleet; `password`, `ca_file`, `prefix` and `timeout_s` apply to these)."""
     if url in ("memory://", "memory:", ""):
         return MemoryStore()
     if url.startswith("sqlite:///"):
         return SqliteStore(url.removeprefix("sqlite://"))
+    if url.startswith(("redis://", "rediss://")):
+        # Imported here: a gateway on memory:// or sqlite:// never loads the Redis client.
+        from encord_gateway.state.redis import RedisStore
+
+        return RedisStore(url, password=password, ca_file=ca_file, prefix=prefix, timeout_s=timeout_s)
     # Not the URL itself: a redis:// URL may carry a password.
     scheme = url.split(":", 1)[0]
     raise StateConfigError(f"state_url scheme {scheme}:// is not served by this gateway build")
