@@ -23,6 +23,7 @@ from encord_gateway.config import state_kind
 from encord_gateway.dev.devstack import DEMO_PROJECT, cli_argv, start_service, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
+from support.redis_server import RedisServer
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -227,6 +228,14 @@ def test_compose_uses_the_image_read_only_and_publishes_only_on_loopback() -> No
 
 
 def test_compose_stack_runs_as_processes_and_mints_a_key(tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path / "redis").start()
+    try:
+        run_compose_stack(tmp_path, redis)
+    finally:
+        redis.stop()
+
+
+def run_compose_stack(tmp_path: Path, redis: RedisServer) -> None:
     stack = ComposeStack(tmp_path)
     keys = COMPOSE["services"]["keys"]
     assert keys["entrypoint"][:2] == ["python", "-c"]
@@ -246,9 +255,8 @@ def test_compose_stack_runs_as_processes_and_mints_a_key(tmp_path: Path) -> None
         command = list(COMPOSE["services"]["gateway"]["command"])
         url = command[command.index("--state-url") + 1]
         assert state_kind(url) == "redis"
-        # No Redis here and, until the redis:// store lands, none this gateway build serves: the check and
-        # the run use a SQLite file in the gateway-state volume instead of compose's redis://redis:6379/0.
-        command[command.index("--state-url") + 1] = "sqlite:////var/lib/encord-gateway/state.db"
+        # compose's redis service is a redis-server on a loopback port here.
+        command[command.index("--state-url") + 1] = redis.url
         argv = [gateway_box.rewrite(a) for a in command]
         env = {
             k: gateway_box.rewrite(str(v)) for k, v in COMPOSE["services"]["gateway"]["environment"].items()
@@ -256,6 +264,7 @@ def test_compose_stack_runs_as_processes_and_mints_a_key(tmp_path: Path) -> None
         result = check(argv, env, tmp_path)
         assert result.returncode == 0, result.stderr
         assert "encord: http://emulator:8080 not contacted" in result.stdout
+        assert f"state store: redis 127.0.0.1:{redis.port}" in result.stdout
         for flag in ("--listen", "--health-listen", "--metrics-listen"):
             argv[argv.index(flag) + 1] = "127.0.0.1:0"
         argv[argv.index("--encord-domain") + 1] = f"http://{emulator.address}"

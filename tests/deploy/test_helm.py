@@ -8,6 +8,7 @@ with a wrong flag, a missing file or an open door fails here, not in a cluster.
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import subprocess
 from pathlib import Path
@@ -19,6 +20,7 @@ from auth.pki import Authority
 from deploy.standins import ROOT, STANDIN_PASSPHRASE, Container, check, tool
 from encord_gateway.config import OPTIONS, state_kind
 from encord_gateway.dev.devstack import write_ssh_key
+from support.redis_server import RedisServer
 
 CHART = ROOT / "deploy" / "helm" / "encord-gateway"
 YAMLLINT_CONFIG = ROOT / "deploy" / "yamllint.yaml"
@@ -31,6 +33,7 @@ CASES = {
 }
 # Kinds whose schemas are not Kubernetes' own (CRDs): kubernetes-validate has none; checked by hand below.
 CUSTOM_KINDS = {"ServiceMonitor"}
+STANDIN_REDIS_PASSWORD = "stand-in redis password"
 
 
 def run(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -220,7 +223,9 @@ def test_a_change_of_callers_rolls_the_pods_and_nothing_else_does() -> None:
     assert re.fullmatch("[0-9a-f]{64}", base)
 
 
-def lay_out(docs: list[dict[str, Any]], root: Path) -> tuple[list[str], dict[str, str], Container]:
+def lay_out(
+    docs: list[dict[str, Any]], root: Path, redis: RedisServer | None = None
+) -> tuple[list[str], dict[str, str], Container]:
     """The rendered container's arguments and environment, with its mounts laid out under `root`."""
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -252,7 +257,7 @@ def lay_out(docs: list[dict[str, Any]], root: Path) -> tuple[list[str], dict[str
                 elif mount["name"] in ("client-ca", "encord-ca"):
                     path.write_bytes(authority.cert_pem)
                 elif mount["name"] == "state-password":
-                    path.write_text("stand-in password")
+                    path.write_text(STANDIN_REDIS_PASSWORD)
                 else:
                     pytest.fail(f"the chart mounts a Secret {mount['name']} this test has no stand-in for")
     if "tls" in volumes:
@@ -270,18 +275,14 @@ def lay_out(docs: list[dict[str, Any]], root: Path) -> tuple[list[str], dict[str
         value = (
             base64.b64decode(rendered["data"][ref["key"]]).decode() if rendered else "redis://redis:6379/0"
         )
+        if item["name"] == "ENCORD_GATEWAY_STATE_URL" and state_kind(value) == "redis":
+            # The shared Redis the URL names is a redis-server on a loopback port here, with the stand-in
+            # password when the chart mounts a password file.
+            assert redis is not None, "the chart names a Redis: give lay_out one"
+            value = redis.url
         env[item["name"]] = value
     known = {o.env for o in OPTIONS}
-    if "state_password_file" not in {o.name for o in OPTIONS}:
-        # A build from before the redis:// store: these two arrive with it.
-        known |= {"ENCORD_GATEWAY_STATE_PASSWORD_FILE", "ENCORD_GATEWAY_STATE_PREFIX"}
     assert set(env) <= known, f"the chart sets variables the gateway does not read: {set(env) - known}"
-    if state_kind(env.get("ENCORD_GATEWAY_STATE_URL", "memory://")) == "redis":
-        # No shared Redis for the check (and none served before the redis:// store lands): a SQLite file in
-        # the state volume stands in for it, without the Redis-only password and CA files.
-        env["ENCORD_GATEWAY_STATE_URL"] = f"sqlite:///{box.mounts['/var/lib/encord-gateway']}/state.db"
-        env.pop("ENCORD_GATEWAY_STATE_PASSWORD_FILE", None)
-        env.pop("ENCORD_GATEWAY_STATE_CA_FILE", None)
     return [box.rewrite(a) for a in args], env, box
 
 
@@ -299,14 +300,20 @@ def lay_out(docs: list[dict[str, Any]], root: Path) -> tuple[list[str], dict[str
                 "metrics: 0.0.0.0:9464",
                 "health: 0.0.0.0:8081",
                 "/var/log/encord-gateway/audit.jsonl (to be created)",
-                "/var/lib/encord-gateway/state.db (to be created)",
+                "state store: redis 127.0.0.1:",
             ],
         ),
     ],
 )
 def test_the_rendered_deployment_starts_a_gateway(name: str, expected: list[str], tmp_path: Path) -> None:
-    argv, env, _ = lay_out(render(*CASES[name]), tmp_path)
-    result = check(argv, env, tmp_path)
+    docs = render(*CASES[name])
+    with contextlib.ExitStack() as stack:
+        redis = None
+        if name == "mtls-redis-3-replicas":
+            redis = RedisServer(tmp_path / "redis", password=STANDIN_REDIS_PASSWORD).start()
+            stack.callback(redis.stop)
+        argv, env, _ = lay_out(docs, tmp_path, redis)
+        result = check(argv, env, tmp_path)
     if name == "defaults":
         # No callers and no mutual TLS on a pod address: the gateway refuses rather than serve anyone.
         assert result.returncode == 2, result.stdout
