@@ -20,23 +20,17 @@ import platform
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import WSGIServer
 
 import grpc
 from encord_gateway_client.v1 import api_keys_pb2 as pb
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    start_http_server,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from encord_gateway import errors
+from encord_gateway.api.metrics_http import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, MetricsHttpServer
 from encord_gateway.config import split_host_port
 from encord_gateway.context import CallRecord
 from encord_gateway.upstream.client import UpstreamCall
@@ -196,8 +190,7 @@ class GatewayMetrics:
             GCCollector(registry=reg)
             threads = Gauge(f"{PREFIX}_threads", "Live threads in the gateway process.", registry=reg)
             threads.set_function(lambda: float(threading.active_count()))
-        self._http: WSGIServer | None = None
-        self._http_thread: threading.Thread | None = None
+        self._http: MetricsHttpServer | None = None
         self.address = ""
 
     # The hooks -------------------------------------------------------------------------------------------
@@ -249,24 +242,36 @@ class GatewayMetrics:
         """The page a scrape gets, in the Prometheus text format."""
         return generate_latest(self.registry)
 
-    def serve(self, address: str) -> str:
+    def page(self, accept: str) -> tuple[bytes, str]:
+        """The page and its content type for a scrape's Accept header (OpenMetrics when asked for)."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+    def serve(
+        self,
+        address: str,
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+    ) -> str:
         """Serves /metrics on HOST:PORT (port 0: any free port) and returns the bound HOST:PORT.
 
+        At most `max_connections` are held, on one thread; one that has not sent a complete request
+        within `idle_timeout_s` is closed, and at the cap a new connection evicts the longest-idle one.
         Raises ConfigError for a malformed address and OSError if it cannot be bound.
         """
         if self._http is not None:
             raise RuntimeError(f"metrics are already served on {self.address}")
         host, port = split_host_port(address, "metrics_listen")
-        self._http, self._http_thread = start_http_server(port, addr=host, registry=self.registry)
-        bound = self._http.server_address[1]
-        self.address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
+        self._http = MetricsHttpServer(
+            host, port, self.page, max_connections=max_connections, idle_timeout_s=idle_timeout_s
+        )
+        self._http.start()
+        self.address = f"[{host}]:{self._http.port}" if ":" in host else f"{host}:{self._http.port}"
         return self.address
 
     def close(self) -> None:
         """Stops serving /metrics; the counters stay readable through render()."""
         if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
-            if self._http_thread is not None:
-                self._http_thread.join(5)
-            self._http = self._http_thread = None
+            self._http.close()
+            self._http = None
