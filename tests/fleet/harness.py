@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import secrets
 import signal
+import threading
 import time
 import uuid
 from collections import Counter
@@ -24,6 +27,40 @@ from support.redis_server import RedisServer
 
 READ = [pb.API_KEY_SCOPE_LABEL_READ]
 ADMIN_TITLE = "{} - admin key"
+# The limited caller's rate: 6 calls, then one every 100 s, so that no token comes back during a test.
+LIMITED_RATE = "{ per_second = 0.01, burst = 6 }"
+
+
+@dataclass(frozen=True)
+class Callers:
+    """The fleet's two callers: one allowed everything (the load), one held to LIMITED_RATE."""
+
+    fleet: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    limited: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+    def toml(self) -> str:
+        def caller(name: str, token: str, extra: str) -> str:
+            digest = hashlib.sha256(token.encode()).hexdigest()
+            return (
+                f'[[callers]]\nname = "{name}"\ntokens = [{{ sha256 = "{digest}" }}]\n'
+                'methods = ["*"]\nprojects = ["*"]\ndatasets = ["*"]\n'
+                f'project_scopes = ["*"]\ndataset_scopes = ["*"]\nreveal_keys = true\n{extra}'
+            )
+
+        return caller("fleet", self.fleet, "max_in_flight = 256\n") + caller(
+            "limited", self.limited, f"rate_limit = {LIMITED_RATE}\n"
+        )
+
+
+class Bearer(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Sends a caller's token with every call of a channel."""
+
+    def __init__(self, token: str) -> None:
+        self.metadata = (("authorization", f"Bearer {token}"),)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        metadata = (*(details.metadata or ()), *self.metadata)
+        return continuation(details._replace(metadata=metadata), request)
 
 
 @dataclass
@@ -36,7 +73,9 @@ class Fleet:
     proxy: FaultProxy
     redis: RedisServer
     gateway_args: list[str]
+    callers: Callers
     gateways: list[Service] = field(default_factory=list)
+    channels: list[grpc.Channel] = field(default_factory=list)
 
     # Replicas ----------------------------------------------------------------------------------------
 
@@ -61,12 +100,32 @@ class Fleet:
     def addresses(self) -> list[str]:
         return [g.address for g in self.gateways]
 
-    def spread_channel(self, addresses: Sequence[str] | None = None) -> grpc.Channel:
+    def _channel(self, target: str, token: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
+        raw = grpc.insecure_channel(target, options=list(options))
+        grpc.channel_ready_future(raw).result(timeout=15)
+        self.channels.append(raw)
+        return grpc.intercept_channel(raw, Bearer(token))
+
+    def spread_stub(self, token: str | None = None) -> pb_grpc.ApiKeyServiceStub:
         """One channel whose calls go round robin over the replicas, as a client behind no balancer does."""
-        target = "ipv4:" + ",".join(addresses or self.addresses)
-        channel = grpc.insecure_channel(target, options=[("grpc.lb_policy_name", "round_robin")])
-        grpc.channel_ready_future(channel).result(timeout=15)
-        return channel
+        target = "ipv4:" + ",".join(self.addresses)
+        options = [("grpc.lb_policy_name", "round_robin")]
+        return pb_grpc.ApiKeyServiceStub(self._channel(target, token or self.callers.fleet, options))
+
+    def replica_stubs(
+        self, token: str | None = None, *, alive_only: bool = False
+    ) -> list[pb_grpc.ApiKeyServiceStub]:
+        """A stub per replica, in order: a client that picks the replica of each attempt itself."""
+        replicas = [g for g in self.gateways if not alive_only or g.process.poll() is None]
+        return [
+            pb_grpc.ApiKeyServiceStub(self._channel(replica.address, token or self.callers.fleet))
+            for replica in replicas
+        ]
+
+    def close_channels(self) -> None:
+        for channel in self.channels:
+            channel.close()
+        self.channels.clear()
 
     def health(self, index: int) -> str:
         with grpc.insecure_channel(self.gateways[index].address) as channel:
@@ -107,13 +166,19 @@ def running_fleet(
     state = workdir / "emulator.sqlite"
     emulator = start_emulator(workdir, fixture, state=state)
     proxy = FaultProxy(emulator.address)
-    args = ["--state-url", redis_server.url, "--reconcile-after", "0.2", *gateway_args]
-    fleet = Fleet(workdir, key_file, state, list(hashes), emulator, proxy, redis_server, args)
+    callers = Callers()
+    (workdir / "gateway.toml").write_text(callers.toml())
+    args = [
+        "--state-url", redis_server.url, "--reconcile-after", "0.2",
+        "--config", str(workdir / "gateway.toml"), *gateway_args,
+    ]  # fmt: skip
+    fleet = Fleet(workdir, key_file, state, list(hashes), emulator, proxy, redis_server, args, callers)
     try:
         for _ in range(replicas):
             fleet.start_replica()
         yield fleet
     finally:
+        fleet.close_channels()
         for replica in fleet.gateways:
             replica.stop()
         proxy.close()
@@ -159,6 +224,10 @@ def create_request(project: str, title: str, request_id: str = "") -> pb.CreateP
     )
 
 
+class GaveUp(Exception):
+    """The client stopped retrying a create before it was answered."""
+
+
 def create_until_answered(
     stubs: Sequence[pb_grpc.ApiKeyServiceStub],
     project: str,
@@ -168,14 +237,21 @@ def create_until_answered(
     start: int = 0,
     attempts: int = 60,
     seen: list[str] | None = None,
+    timeout: float = 20.0,
+    give_up: threading.Event | None = None,
 ) -> pb.ProjectApiKey:
-    """A well-behaved client: the same request id on every retry, each retry to the next replica."""
+    """A well-behaved client: the same request id on every retry, each retry to the next replica.
+
+    With `give_up` set, it stops retrying (GaveUp): the create may then have made its key or not.
+    """
     log = seen if seen is not None else []
     for attempt in range(attempts):
+        if give_up is not None and give_up.is_set():
+            raise GaveUp(title)
         stub = stubs[(start + attempt) % len(stubs)]
         try:
             answer: pb.ProjectApiKey = stub.CreateProjectApiKey(
-                create_request(project, title, request_id), timeout=20
+                create_request(project, title, request_id), timeout=timeout
             )
             return answer
         except grpc.RpcError as error:

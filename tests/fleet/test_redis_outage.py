@@ -6,10 +6,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from encord_gateway_client.v1 import api_keys_pb2 as pb
-from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from fleet.harness import Fleet, create_request, outcome, running_fleet
 
 
@@ -21,51 +19,52 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
 
 def test_a_redis_outage_fails_closed_and_the_gateway_recovers_by_itself(fleet: Fleet) -> None:
     project = fleet.fresh_project()
-    with grpc.insecure_channel(fleet.gateways[0].address) as channel:
-        stub = pb_grpc.ApiKeyServiceStub(channel)
-        stub.CreateProjectApiKey(create_request(project, "before", str(uuid.uuid4())), timeout=20)
-        fleet.redis.stop()
+    stub = fleet.replica_stubs()[0]
+    limited = fleet.replica_stubs(fleet.callers.limited)[0]
+    stub.CreateProjectApiKey(create_request(project, "before", str(uuid.uuid4())), timeout=20)
+    fleet.redis.stop()
 
-        sent = fleet.proxy.forwarded
-        untouched = fleet.fresh_project()
-        needs_the_store = {
-            "create with a request id": outcome(
-                lambda: stub.CreateProjectApiKey(
-                    create_request(project, "during", str(uuid.uuid4())), timeout=20
-                )
-            ),
-            "get-or-create": outcome(
-                lambda: stub.GetOrCreateProjectApiKey(
-                    pb.GetOrCreateProjectApiKeyRequest(project_hash=untouched), timeout=20
-                )
-            ),
-        }
-        assert needs_the_store == dict.fromkeys(needs_the_store, "UNAVAILABLE/STATE_UNAVAILABLE")
-        assert fleet.proxy.forwarded == sent, "a call that needed the store reached Encord"
-        assert fleet.stored_titles()["during"] == 0
-        assert fleet.master_keys(untouched) == []
+    sent = fleet.proxy.forwarded
+    untouched = fleet.fresh_project()
+    needs_the_store = {
+        "create with a request id": outcome(
+            lambda: stub.CreateProjectApiKey(create_request(project, "during", str(uuid.uuid4())), timeout=20)
+        ),
+        "get-or-create": outcome(
+            lambda: stub.GetOrCreateProjectApiKey(
+                pb.GetOrCreateProjectApiKeyRequest(project_hash=untouched), timeout=20
+            )
+        ),
+    }
+    assert needs_the_store == dict.fromkeys(needs_the_store, "UNAVAILABLE/STATE_UNAVAILABLE")
+    assert fleet.proxy.forwarded == sent, "a call that needed the store reached Encord"
+    assert fleet.stored_titles()["during"] == 0
+    assert fleet.master_keys(untouched) == []
 
-        goes_on = {
-            "list": outcome(
-                lambda: stub.ListProjectApiKeys(
-                    pb.ListProjectApiKeysRequest(project_hash=project), timeout=20
-                )
-            ),
-            "create without a request id": outcome(
-                lambda: stub.CreateProjectApiKey(create_request(project, "no id"), timeout=20)
-            ),
-        }
-        assert goes_on == dict.fromkeys(goes_on, "OK")
-        # An orchestrator must not pull every replica because Redis blinked.
-        assert fleet.health(0) == "SERVING"
+    goes_on = {
+        "list": outcome(
+            lambda: stub.ListProjectApiKeys(pb.ListProjectApiKeysRequest(project_hash=project), timeout=20)
+        ),
+        "create without a request id": outcome(
+            lambda: stub.CreateProjectApiKey(create_request(project, "no id"), timeout=20)
+        ),
+        "a rate-limited caller's list": outcome(
+            lambda: limited.ListProjectApiKeys(pb.ListProjectApiKeysRequest(project_hash=project), timeout=20)
+        ),
+    }
+    assert goes_on == dict.fromkeys(goes_on, "OK")
+    # Its bucket is this replica's own until Redis is back.
+    assert "shared rate-limit buckets unavailable" in "".join(fleet.gateways[0].output)
+    # An orchestrator must not pull every replica because Redis blinked.
+    assert fleet.health(0) == "SERVING"
 
-        fleet.redis.start()  # the same port and append-only file; the gateway is not restarted
-        again = str(uuid.uuid4())
-        first = stub.CreateProjectApiKey(create_request(project, "after", again), timeout=20)
-        replayed = stub.CreateProjectApiKey(create_request(project, "after", again), timeout=20)
-        master = stub.GetOrCreateProjectApiKey(
-            pb.GetOrCreateProjectApiKeyRequest(project_hash=untouched), timeout=20
-        )
+    fleet.redis.start()  # the same port and append-only file; the gateway is not restarted
+    again = str(uuid.uuid4())
+    first = stub.CreateProjectApiKey(create_request(project, "after", again), timeout=20)
+    replayed = stub.CreateProjectApiKey(create_request(project, "after", again), timeout=20)
+    master = stub.GetOrCreateProjectApiKey(
+        pb.GetOrCreateProjectApiKeyRequest(project_hash=untouched), timeout=20
+    )
     assert replayed.api_key == first.api_key
     assert fleet.stored_titles()["after"] == 1
     assert fleet.master_keys(untouched) == [master.api_key]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from auth.pki import Authority
 from encord_gateway import config
+from encord_gateway.access.ratelimit import SHARED_RETRY_AFTER_S, Rate, RateLimits
 from encord_gateway.dev.devstack import cli_argv, write_ssh_key
 from encord_gateway.state import StateConfigError, StateUnavailable, open_store
 from encord_gateway.state.redis import RedisStore, parse_url
@@ -205,3 +206,62 @@ def test_serve_check_reaches_redis_with_its_password_and_never_shows_it(tmp_path
     assert "refused the gateway's credentials" in bad.stderr
     for result in (good, bad):
         assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_a_release_redis_missed_is_sent_again_once_it_is_back(tmp_path: Path) -> None:
+    redis_server = RedisServer(tmp_path / "redis").start()
+    holder = RedisStore(redis_server.url, prefix="blink:", timeout_s=1)
+    other = RedisStore(redis_server.url, prefix="blink:", timeout_s=1)
+    try:
+        with holder.lock("resource", lease_s=120, wait_s=1):
+            redis_server.stop()  # the release at the end of the block cannot reach Redis
+        redis_server.start()
+        # Far sooner than the 120 s lease: the missed release was sent again.
+        with other.lock("resource", lease_s=120, wait_s=10):
+            pass
+    finally:
+        holder.close()
+        other.close()
+        redis_server.stop()
+
+
+class CountingStore:
+    """A RedisStore whose take_token calls are counted."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+        self.calls = 0
+
+    def take_token(self, bucket: str, per_second: float, burst: int) -> float:
+        self.calls += 1
+        return self.store.take_token(bucket, per_second, burst)
+
+
+def test_rate_limits_share_a_bucket_and_fall_back_to_their_own_while_redis_is_down(tmp_path: Path) -> None:
+    redis_server = RedisServer(tmp_path / "redis").start()
+    now = [100.0]
+    rate = Rate(per_second=0.01, burst=3)
+    shared = CountingStore(RedisStore(redis_server.url, prefix="buckets:", timeout_s=1))
+    replicas = [RateLimits(clock=lambda: now[0]) for _ in range(2)]
+    for limits in replicas:
+        limits.share(shared)
+    try:
+        # Three tokens for the caller across both replicas, not three each.
+        allowed = [limits.take("vendor", rate) == 0.0 for _ in range(3) for limits in replicas]
+        assert allowed.count(True) == 3
+        redis_server.stop()
+        calls = shared.calls
+        fallback = [replicas[0].take("vendor", rate) == 0.0 for _ in range(4)]
+        # This process's own bucket stands in, counted; Redis is asked once, then left alone for a while.
+        assert fallback == [True, True, True, False]
+        assert replicas[0].fallbacks == 4
+        assert shared.calls == calls + 1
+        redis_server.start()
+        now[0] += SHARED_RETRY_AFTER_S
+        # Back to the shared bucket, which the outage did not refill.
+        assert replicas[0].take("vendor", rate) > 0
+        assert shared.calls == calls + 2
+        assert replicas[0].fallbacks == 4
+    finally:
+        shared.store.close()
+        redis_server.stop()

@@ -1,11 +1,28 @@
-"""Per-caller token buckets: a steady rate with a burst allowance, kept across config reloads."""
+"""Per-caller token buckets: a steady rate with a burst allowance, kept across reloads, shared by a fleet."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from encord_gateway.errors import StateUnavailable
+from encord_gateway.logs import FIELDS
+
+log = logging.getLogger(__name__)
+# After the shared store failed, calls use this process's buckets for this long before trying it again,
+# so that a Redis that does not answer costs one timeout now and then, not one per call.
+SHARED_RETRY_AFTER_S = 1.0
+
+
+@runtime_checkable
+class SharedBuckets(Protocol):
+    """A store that keeps buckets for the whole fleet (the redis:// state store)."""
+
+    def take_token(self, bucket: str, per_second: float, burst: int) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -48,17 +65,45 @@ class TokenBucket:
 
 
 class RateLimits:
-    """The buckets by caller name; a caller whose rate is None is not limited."""
+    """The buckets by caller name; a caller whose rate is None is not limited.
+
+    With `share()`, each take is one call to the fleet's shared bucket, so that a caller's rate_limit
+    holds across every replica. While the shared store cannot be reached, this process's own buckets
+    stand in (a caller then gets at most its rate from each replica), and `fallbacks` counts each take
+    they answered.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._buckets: dict[str, TokenBucket] = {}
+        self._shared: SharedBuckets | None = None
+        self._shared_down_until = 0.0
+        self.fallbacks = 0
+
+    def share(self, buckets: SharedBuckets) -> None:
+        self._shared = buckets
 
     def take(self, caller: str, rate: Rate | None) -> float:
         """0.0 if the call may go ahead, else the seconds the caller should wait."""
         if rate is None:
             return 0.0
+        if self._shared is not None and self._clock() >= self._shared_down_until:
+            try:
+                return self._shared.take_token(f"caller:{caller}", rate.per_second, rate.burst)
+            except StateUnavailable as exc:
+                with self._lock:
+                    self._shared_down_until = self._clock() + SHARED_RETRY_AFTER_S
+                log.warning(
+                    "shared rate-limit buckets unavailable; this process's buckets stand in",
+                    extra={FIELDS: {"error": str(exc), "retry_after_s": SHARED_RETRY_AFTER_S}},
+                )
+        if self._shared is not None:
+            with self._lock:
+                self.fallbacks += 1
+        return self._local(caller, rate)
+
+    def _local(self, caller: str, rate: Rate) -> float:
         with self._lock:
             bucket = self._buckets.get(caller)
             if bucket is None:

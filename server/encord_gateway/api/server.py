@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from encord_gateway.access.auth import AuthInterceptor
 from encord_gateway.access.gatekeeper import Gatekeeper
+from encord_gateway.access.ratelimit import SharedBuckets
 from encord_gateway.access.security import Security
 from encord_gateway.api.exactly_once import ExactlyOnce
 from encord_gateway.api.frame import RpcFrame
@@ -93,6 +94,9 @@ class GatewayServer:
         except StateUnavailable as exc:
             # Not a reason to stay down: the calls that need the store fail closed until it is back.
             log.warning("state store not reachable at start-up", extra={FIELDS: {"error": str(exc)}})
+        if security is not None and isinstance(self.store, SharedBuckets):
+            # Each caller's rate_limit holds across the fleet: its bucket lives in the shared store.
+            security.limits.share(self.store)
         exactly_once = ExactlyOnce(
             self.store, ttl_s=settings.request_id_ttl, reconcile_after_s=settings.reconcile_after
         )

@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ DEFAULT_PORT = 6379
 # A waiter looks again at a lock another replica holds this often at first, backing off to the cap.
 _POLL_FIRST_S = 0.002
 _POLL_CAP_S = 0.05
+# A release that Redis did not get is sent again this often, until the lease would have lapsed.
+_RELEASE_RETRY_S = 0.25
 
 # Records are hashes. Their times are the gateway's clock, as the settle window reads them (and as the
 # sqlite store keeps them); Redis's own expiry (PEXPIRE) only clears them away afterwards.
@@ -203,6 +206,7 @@ class RedisStore:
         self._extend = self._client.register_script(_EXTEND)
         self._release = self._client.register_script(_RELEASE)
         self._take = self._client.register_script(_TAKE)
+        self._closed = threading.Event()
 
     @contextlib.contextmanager
     def _reached(self, doing: str) -> Iterator[None]:
@@ -308,10 +312,33 @@ class RedisStore:
             with renewed(extend, lease_s / 3):
                 yield
         finally:
-            # Compare-and-delete: a lease that lapsed and was taken by another is not ours to drop. If
-            # Redis cannot be reached, the lease lapses by itself.
-            with contextlib.suppress(StateUnavailable), self._reached("release a lock"):
-                self._release(keys=[self._lock_key(name)], args=[token])
+            self._release_or_retry(name, token, lease_s)
+
+    def _release_or_retry(self, name: str, token: str, lease_s: float) -> None:
+        """Compare-and-delete: a lease that lapsed and was taken by another is not ours to drop.
+
+        If Redis cannot be reached, the release is tried again in the background until the lease would
+        have lapsed anyway: a Redis back after a blink frees the resource at once, not after the lease.
+        """
+
+        def release() -> bool:
+            try:
+                with self._reached("release a lock"):
+                    self._release(keys=[self._lock_key(name)], args=[token])
+                return True
+            except StateUnavailable:
+                return False
+
+        if release():
+            return
+        give_up = time.monotonic() + lease_s
+
+        def retry() -> None:
+            while time.monotonic() < give_up and not self._closed.wait(_RELEASE_RETRY_S):
+                if release():
+                    return
+
+        threading.Thread(target=retry, name="lock-release", daemon=True).start()
 
     def take_token(self, bucket: str, per_second: float, burst: int) -> float:
         """One call's token from a bucket the fleet shares: 0.0 if taken, else the seconds to wait."""
@@ -333,4 +360,5 @@ class RedisStore:
                 ) from None
 
     def close(self) -> None:
+        self._closed.set()
         self._client.close()
