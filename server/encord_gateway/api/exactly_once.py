@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -18,6 +18,16 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = 24 * 3600.0
 DEFAULT_RECONCILE_AFTER_S = 5.0
+# What `on_event` hears: a finished create replayed; a reconciliation after a lost answer that adopted the
+# one new key, sent the create again (none had landed) or found several; a create refused because its id
+# was reused for another request, or is still in progress or settling; the state store failing a create.
+EVENTS = ("replayed", "adopted", "resent", "ambiguous", "reused", "in_progress", "store_error")
+# The refusals that end a create, by the event they are reported as.
+_REFUSALS: tuple[tuple[type[errors.GatewayError], str], ...] = (
+    (errors.RequestIdReused, "reused"),
+    (errors.RequestInProgress, "in_progress"),
+    (errors.StateUnavailable, "store_error"),
+)
 
 
 class MintedKey(Protocol):
@@ -71,12 +81,28 @@ class ExactlyOnce:
         reconcile_after_s: float = DEFAULT_RECONCILE_AFTER_S,
         lock_lease_s: float = 30.0,
         clock: Callable[[], float] = time.time,
+        on_event: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.ttl_s = ttl_s
         self.reconcile_after_s = reconcile_after_s
         self.lock_lease_s = lock_lease_s
         self._clock = clock
+        self._on_event = on_event
+
+    def _event(self, name: str) -> None:
+        if self._on_event is not None:
+            self._on_event(name)
+
+    @contextlib.contextmanager
+    def _reporting_refusals(self) -> Iterator[None]:
+        try:
+            yield
+        except errors.GatewayError as exc:
+            for kind, name in _REFUSALS:
+                if isinstance(exc, kind):
+                    self._event(name)
+            raise
 
     def create(
         self,
@@ -90,27 +116,28 @@ class ExactlyOnce:
         list_keys: Callable[[], list[Key]],
         mint: Callable[[], Key],
     ) -> CreateOutcome[Key]:
-        claim = self.store.claim(key, fingerprint_of_request, self.ttl_s)
-        record = claim.record
-        if not claim.won and record.request_hash != fingerprint_of_request:
-            raise errors.RequestIdReused(
-                "this request_id was used for another request (resource, title or scopes); use a new id"
-            )
-        if not claim.won and record.state == "done":
-            return CreateOutcome(self._replay(record, list_keys), created=False, replayed=True)
-        if not claim.won:
-            self._refuse_unsettled(record)
-        # Creates for one resource never run upstream at once (across processes too), so that a listing
-        # tells this call's key from another's.
-        with contextlib.ExitStack() as held:
-            try:
-                held.enter_context(self.store.lock(lock_name, self.lock_lease_s, max(0.0, wait_s)))
-            except errors.GatewayError:
-                if claim.won:
-                    # Nothing was sent; unless another attempt took the record over meanwhile.
-                    self.store.forget(key, claim.record.updated_at)
-                raise
-            return self._run(claim, key, title, scopes, list_keys, mint)
+        with self._reporting_refusals():
+            claim = self.store.claim(key, fingerprint_of_request, self.ttl_s)
+            record = claim.record
+            if not claim.won and record.request_hash != fingerprint_of_request:
+                raise errors.RequestIdReused(
+                    "this request_id was used for another request (resource, title or scopes); use a new id"
+                )
+            if not claim.won and record.state == "done":
+                return CreateOutcome(self._replay(record, list_keys), created=False, replayed=True)
+            if not claim.won:
+                self._refuse_unsettled(record)
+            # Creates for one resource never run upstream at once (across processes too), so that a listing
+            # tells this call's key from another's.
+            with contextlib.ExitStack() as held:
+                try:
+                    held.enter_context(self.store.lock(lock_name, self.lock_lease_s, max(0.0, wait_s)))
+                except errors.GatewayError:
+                    if claim.won:
+                        # Nothing was sent; unless another attempt took the record over meanwhile.
+                        self.store.forget(key, claim.record.updated_at)
+                    raise
+                return self._run(claim, key, title, scopes, list_keys, mint)
 
     def _run(
         self,
@@ -195,6 +222,7 @@ class ExactlyOnce:
         ]
         outcome = "adopted" if len(new) == 1 else ("resent" if not new else "ambiguous")
         log.info("reconciled", extra={FIELDS: {"outcome": outcome, "candidates": len(new)}})
+        self._event(outcome)
         if len(new) > 1:
             names = ",".join(sorted(fingerprint(k.api_key) for k in new))
             raise errors.ReconcileAmbiguous(
@@ -210,6 +238,7 @@ class ExactlyOnce:
     def _replay(self, record: Any, list_keys: Callable[[], list[Key]]) -> Key:
         for candidate in list_keys():
             if fingerprint(candidate.api_key) == record.result_fingerprint:
+                self._event("replayed")
                 return candidate
         raise errors.ReplayedKeyGone(
             f"the key this request_id created (fingerprint {record.result_fingerprint}) is no longer listed",

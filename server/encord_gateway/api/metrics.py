@@ -1,11 +1,13 @@
 """Prometheus metrics: calls by method and code, upstream attempts by outcome, calls in flight, build info.
 
-One `GatewayMetrics` per process, fed by three hooks that already exist:
+One `GatewayMetrics` per process, fed by four hooks that already exist:
 
 - `call_finished(record)`: an RpcFrame observer; every finished RPC, including those refused by
   authentication, policy or the rate limiter;
 - `upstream_attempt(call, elapsed_s, outcome)`: EncordClient's `on_attempt` callback, once per HTTP attempt;
-- `interceptor()`: a server interceptor that keeps the calls-in-flight gauge.
+- `interceptor()`: a server interceptor that keeps the calls-in-flight gauge;
+- `request_id_event(event)`: ExactlyOnce's `on_event` callback: replays, reconciliations, conflicts and
+  store errors of creates with a request_id.
 
 Every label value comes from a small closed set (method names, gRPC code names, the gateway's and
 Encord's error codes, HTTP statuses); anything else is counted as "other", so a label can never hold a
@@ -60,6 +62,9 @@ _NO_RESPONSE = frozenset(
         errors.UpstreamDeadlineExceeded,
     )
 )
+# ExactlyOnce's events (exactly_once.EVENTS) that are an `outcome` label; the other two have counters.
+RECONCILE_OUTCOMES = ("adopted", "resent", "ambiguous")
+CONFLICT_OUTCOMES = ("reused", "in_progress")
 # Calls take from milliseconds (a refusal) to the default 30 s deadline.
 CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -175,6 +180,35 @@ class GatewayMetrics:
             buckets=CALL_BUCKETS,
             registry=reg,
         )
+        self.request_id_replays = Counter(
+            f"{PREFIX}_request_id_replays",
+            "Creates with a request_id answered with the key an earlier call with that id made.",
+            registry=reg,
+        )
+        self.request_id_reconciliations = Counter(
+            f"{PREFIX}_request_id_reconciliations",
+            "Retries after a lost answer, by outcome: the one new key 'adopted', none landed and the create "
+            "'resent', or several identical new keys, 'ambiguous'.",
+            ("outcome",),
+            registry=reg,
+        )
+        self.request_id_conflicts = Counter(
+            f"{PREFIX}_request_id_conflicts",
+            "Creates refused for their request_id: 'reused' for another request, or 'in_progress' "
+            "(running or settling).",
+            ("outcome",),
+            registry=reg,
+        )
+        self.request_id_store_errors = Counter(
+            f"{PREFIX}_request_id_store_errors",
+            "Creates with a request_id failed because the state store could not be used.",
+            registry=reg,
+        )
+        # Every series from the start, so that rate() and absent() see zeros, not gaps.
+        for outcome in RECONCILE_OUTCOMES:
+            self.request_id_reconciliations.labels(outcome)
+        for outcome in CONFLICT_OUTCOMES:
+            self.request_id_conflicts.labels(outcome)
         build = Gauge(
             f"{PREFIX}_build_info",
             "Always 1; the labels say what is running.",
@@ -217,6 +251,17 @@ class GatewayMetrics:
         label = outcome if outcome == "ok" else bounded_reason(outcome)
         self.upstream_attempts.labels(query_type, query_method, _http_status(call, outcome), label).inc()
         self.upstream_duration.labels(query_type, query_method).observe(max(0.0, elapsed_s))
+
+    def request_id_event(self, event: str) -> None:
+        """ExactlyOnce's on_event callback: one of its EVENTS; anything else is not counted."""
+        if event == "replayed":
+            self.request_id_replays.inc()
+        elif event in RECONCILE_OUTCOMES:
+            self.request_id_reconciliations.labels(event).inc()
+        elif event in CONFLICT_OUTCOMES:
+            self.request_id_conflicts.labels(event).inc()
+        elif event == "store_error":
+            self.request_id_store_errors.inc()
 
     def call_started(self) -> None:
         self.calls_in_flight.inc()

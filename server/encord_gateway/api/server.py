@@ -51,6 +51,7 @@ class GatewayServer:
         credentials: grpc.ServerCredentials | None = None,
         security: Security | None = None,
         on_attempt: Callable[[UpstreamCall, float, str], None] | None = None,
+        on_request_id_event: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.security = security
@@ -98,7 +99,10 @@ class GatewayServer:
             # Each caller's rate_limit holds across the fleet: its bucket lives in the shared store.
             security.limits.share(self.store)
         exactly_once = ExactlyOnce(
-            self.store, ttl_s=settings.request_id_ttl, reconcile_after_s=settings.reconcile_after
+            self.store,
+            ttl_s=settings.request_id_ttl,
+            reconcile_after_s=settings.reconcile_after,
+            on_event=on_request_id_event,
         )
         self.servicer = ApiKeyServicer(
             KeyOperations(self.client, self.store.lock), self.frame, gatekeeper or Gatekeeper(), exactly_once

@@ -131,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
             observers=[metrics] if metrics else [],
             interceptors=[metrics.interceptor()] if metrics else [],
             on_attempt=metrics.upstream_attempt if metrics else None,
+            on_request_id_event=metrics.request_id_event if metrics else None,
         )
     except (UpstreamSetupError, config.ConfigError) as exc:
         return fail(str(exc))
