@@ -135,6 +135,16 @@ OPTIONS: tuple[Option, ...] = (
         "workers", "ENCORD_GATEWAY_WORKERS", int, 64, "calls served at once (threads)", "N", low=1, high=1024
     ),
     Option(
+        "processes",
+        "ENCORD_GATEWAY_PROCESSES",
+        int,
+        1,
+        "gateway processes serving the one port (above 1: a supervisor forks them; needs a shared store)",
+        "N",
+        low=1,
+        high=64,
+    ),
+    Option(
         "cpus",
         "ENCORD_GATEWAY_CPUS",
         str,
@@ -319,6 +329,7 @@ class Settings:
     max_deadline: float = 120.0
     grace_period: float = 10.0
     workers: int = 64
+    processes: int = 1
     cpus: str | None = None
     upstream_pool_size: int = DEFAULT_UPSTREAM_POOL_SIZE
     upstream_connect_timeout: float = 5.0
@@ -536,6 +547,13 @@ def validate(settings: Settings) -> None:
     if settings.health_listen:
         split_host_port(settings.health_listen, "health_listen")
     kind = state_kind(settings.state_url)
+    if settings.processes > 1 and kind == "memory":
+        raise ConfigError(
+            "processes above 1 need a shared state_url (sqlite:///PATH or redis://): memory:// is one "
+            "process's, and each would mint its own master keys and keep its own request ids"
+        )
+    if settings.processes > 1 and settings.metrics_listen:
+        raise ConfigError("metrics_listen is served by one process: run --processes 1 to serve metrics")
     if (settings.state_ca_file or settings.state_password_file) and kind != "redis":
         raise ConfigError("state_ca_file and state_password_file are for a redis:// or rediss:// state_url")
     if settings.state_ca_file and not settings.state_url.startswith("rediss://"):

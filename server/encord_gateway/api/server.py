@@ -115,8 +115,8 @@ class GatewayServer:
             interceptors=list(interceptors),
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
-                # Two gateways must not silently share one port.
-                ("grpc.so_reuseport", 0),
+                # Two gateways must not silently share one port; the workers of one --processes do.
+                ("grpc.so_reuseport", int(settings.processes > 1)),
                 # One connection cannot open more streams than this; the rest are refused by HTTP/2.
                 ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
             ],
@@ -127,7 +127,10 @@ class GatewayServer:
         if settings.health_listen:
             self._health_server = grpc.server(
                 futures.ThreadPoolExecutor(max_workers=HEALTH_WORKERS, thread_name_prefix="health"),
-                options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", HEALTH_WORKERS)],
+                options=[
+                    ("grpc.so_reuseport", int(settings.processes > 1)),
+                    ("grpc.max_concurrent_streams", HEALTH_WORKERS),
+                ],
                 maximum_concurrent_rpcs=4 * HEALTH_WORKERS,
             )
             health_pb2_grpc.add_HealthServicer_to_server(self.health, self._health_server)

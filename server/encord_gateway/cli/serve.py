@@ -16,6 +16,7 @@ import sqlite3
 import stat
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -95,6 +96,26 @@ def run(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level)
     if getattr(args, "check", False) or getattr(args, "check_upstream", False):
         return check(settings, upstream=bool(getattr(args, "check_upstream", False)))
+    if settings.processes > 1:
+        # Here, before any gRPC object exists: the supervisor forks the workers, each a serve() below.
+        from encord_gateway.cli.processes import supervise
+
+        return supervise(settings, lambda worker, announce: serve(args, worker, announce, settings))
+    return serve(args, settings, _print_line, settings)
+
+
+def _print_line(line: str) -> None:
+    print(line, flush=True)
+
+
+def serve(
+    args: argparse.Namespace,
+    settings: config.Settings,
+    announce: Callable[[str], None],
+    configured: config.Settings,
+) -> int:
+    """One gateway process: `announce` prints (or reports to a supervisor) `listening on ...`; reloads
+    compare with the `configured` settings (a worker's own differ in the address and CPUs it was given)."""
     if settings.cpus:
         try:
             # Before any thread starts: threads inherit the affinity.
@@ -160,9 +181,9 @@ def run(args: argparse.Namespace) -> int:
                                       mutual_tls=bool(settings.client_ca), callers=len(policy.callers),
                                       audit_log=audit_target))  # fmt: skip
     if server.health_address:
-        print(f"health on {server.health_address}", flush=True)
-    print(f"listening on {address}", flush=True)
-    reloads = start_reloader(args, settings, security)
+        announce(f"health on {server.health_address}")
+    announce(f"listening on {address}")
+    reloads = start_reloader(args, configured, security)
     while signals.get() == signal.SIGHUP:
         reloads.put(None)
     stuck = server.stop(
