@@ -17,9 +17,7 @@ from encord_gateway.dev.devstack import Service, write_fixture, write_ssh_key
 from encord_gateway_client import GatewayClient
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
-from reliability.harness import FaultProxy, start_emulator, start_gateway, stored_keys
+from reliability.harness import FaultProxy, reason_of, retry_delay, start_emulator, start_gateway, stored_keys
 
 PROJECT = "6ac8a6a4-6a64-4d4b-9a1c-3f1e3c2b9d10"
 READ = [pb.API_KEY_SCOPE_LABEL_READ]
@@ -80,17 +78,6 @@ def create(
     return answer, dict(call.trailing_metadata() or ())
 
 
-def reason(error: grpc.RpcError) -> str:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info.reason
-    return ""
-
-
 def test_a_retry_with_the_same_id_replays_the_same_key(stack: Stack) -> None:
     request_id = str(uuid.uuid4())
     with grpc.insecure_channel(stack.gateway.address) as channel:
@@ -117,7 +104,7 @@ def test_the_same_id_with_another_request_is_refused_and_nothing_is_sent(stack: 
         with pytest.raises(grpc.RpcError) as refused:
             create(stub, "another title", request_id)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert reason(refused.value) == "REQUEST_ID_REUSED"
+    assert reason_of(refused.value) == "REQUEST_ID_REUSED"
     assert stack.proxy.forwarded == sent
     assert stack.stored_titles()["another title"] == 0
 
@@ -144,7 +131,7 @@ def test_eight_concurrent_calls_with_one_id_make_one_key(stack: Stack) -> None:
             try:
                 return create(stub, "contended", request_id)[0].fingerprint
             except grpc.RpcError as error:
-                return f"{error.code().name}/{reason(error)}"
+                return f"{error.code().name}/{reason_of(error)}"
 
         with futures.ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(one, range(8)))
@@ -152,17 +139,6 @@ def test_eight_concurrent_calls_with_one_id_make_one_key(stack: Stack) -> None:
     assert set(refused) <= {"ABORTED/REQUEST_IN_PROGRESS"}
     assert len(set(answers) - set(refused)) == 1
     assert stack.stored_titles()["contended"] == 1
-
-
-def retry_delay(error: grpc.RpcError) -> float:
-    """The RetryInfo delay a refusal carries (REQUEST_IN_PROGRESS has one), or 0."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    for detail in status.details if status is not None else ():
-        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            detail.Unpack(info)
-            return info.retry_delay.ToNanoseconds() / 1e9
-    return 0.0
 
 
 def retry_until_answered(stub: pb_grpc.ApiKeyServiceStub, title: str, request_id: str) -> pb.ProjectApiKey:

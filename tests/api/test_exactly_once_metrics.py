@@ -12,14 +12,14 @@ from pathlib import Path
 import grpc
 import pytest
 import requests
-from api.test_exactly_once import PROJECT, READ, create, reason, retry_delay
+from api.test_exactly_once import PROJECT, READ, create
 from encord_gateway.api.exactly_once import EVENTS
 from encord_gateway.api.metrics import GatewayMetrics
 from encord_gateway.dev.devstack import Service, write_fixture, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from prometheus_client.parser import text_string_to_metric_families
-from reliability.harness import FaultProxy, start_emulator, start_gateway, stored_keys
+from reliability.harness import FaultProxy, reason_of, retry_delay, start_emulator, start_gateway, stored_keys
 
 # Long enough that a retry sent at once falls inside it, short enough to wait out a few times.
 RECONCILE_AFTER_S = 1.0
@@ -101,7 +101,8 @@ def _retry_after_settling(stub: pb_grpc.ApiKeyServiceStub, title: str, request_i
     """At once (refused: the lost attempt is settling), then after the RetryInfo delay."""
     with pytest.raises(grpc.RpcError) as settling:
         create(stub, title, request_id)
-    assert (settling.value.code(), reason(settling.value)) == (grpc.StatusCode.ABORTED, "REQUEST_IN_PROGRESS")
+    refused = (settling.value.code(), reason_of(settling.value))
+    assert refused == (grpc.StatusCode.ABORTED, "REQUEST_IN_PROGRESS")
     time.sleep(retry_delay(settling.value))
     return create(stub, title, request_id)[0]
 
@@ -126,7 +127,7 @@ def test_replays_conflicts_and_reconciliations_are_counted(stack: Stack) -> None
         assert trailers.get("encord-gateway-replayed") == "true"
         with pytest.raises(grpc.RpcError) as reused:
             create(stub, "another title", first)
-        assert reason(reused.value) == "REQUEST_ID_REUSED"
+        assert reason_of(reused.value) == "REQUEST_ID_REUSED"
 
         # Encord stores the key, the proxy loses the answer: the retry adopts the one new key.
         stack.proxy.faults.only_bodies_with = b'"query_method": "POST"'
@@ -156,7 +157,7 @@ def test_replays_conflicts_and_reconciliations_are_counted(stack: Stack) -> None
         )
         with pytest.raises(grpc.RpcError) as ambiguous:
             _retry_after_settling(stub, "twice", ambiguous_id)
-        assert reason(ambiguous.value) == "RECONCILE_AMBIGUOUS"
+        assert reason_of(ambiguous.value) == "RECONCILE_AMBIGUOUS"
 
         # A replay of an adopted key counts as a replay; the adoption itself did not.
         assert create(stub, "adopted", adopted_id)[0].fingerprint == adopted.fingerprint
@@ -186,7 +187,7 @@ def test_a_state_store_that_cannot_be_reached_is_counted(tmp_path: Path) -> None
             for _ in range(2):
                 with pytest.raises(grpc.RpcError) as refused:
                     create(stub, "no store", str(uuid.uuid4()))
-                assert reason(refused.value) == "STATE_UNAVAILABLE"
+                assert reason_of(refused.value) == "STATE_UNAVAILABLE"
             # Without a request id the store is not needed, and nothing is counted.
             stub.CreateProjectApiKey(
                 pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="no id", scopes=READ), timeout=20

@@ -19,10 +19,16 @@ import grpc
 from encord_gateway.dev.devstack import Service, write_fixture, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
-from reliability.harness import FaultProxy, new_hashes, start_emulator, start_gateway, stored_keys
+from reliability.harness import (
+    FaultProxy,
+    new_hashes,
+    reason_of,
+    retry_delay,
+    start_emulator,
+    start_gateway,
+    stored_keys,
+)
 from support.redis_server import RedisServer
 
 READ = [pb.API_KEY_SCOPE_LABEL_READ]
@@ -189,32 +195,12 @@ def running_fleet(
 # Calls ---------------------------------------------------------------------------------------------------
 
 
-def reason(error: grpc.RpcError) -> str:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    for detail in status.details if status is not None else ():
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return str(info.reason)
-    return ""
-
-
-def retry_delay(error: grpc.RpcError) -> float:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    for detail in status.details if status is not None else ():
-        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            detail.Unpack(info)
-            return float(info.retry_delay.ToNanoseconds()) / 1e9
-    return 0.0
-
-
 def outcome(call: Callable[[], Any]) -> str:
     """OK, or CODE/REASON: what one call came to, never raising."""
     try:
         call()
     except grpc.RpcError as error:
-        return f"{error.code().name}/{reason(error)}"
+        return f"{error.code().name}/{reason_of(error)}"
     return "OK"
 
 
@@ -255,7 +241,7 @@ def create_until_answered(
             )
             return answer
         except grpc.RpcError as error:
-            log.append(f"{error.code().name}/{reason(error)}")
+            log.append(f"{error.code().name}/{reason_of(error)}")
             if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED):
                 raise
             time.sleep(max(retry_delay(error), 0.05))

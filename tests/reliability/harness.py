@@ -86,6 +86,19 @@ def reason_of(error: grpc.RpcError) -> str:
     return ""
 
 
+def retry_delay(error: grpc.RpcError) -> float:
+    """The seconds a refusal's RetryInfo asks the caller to wait (REQUEST_IN_PROGRESS has one), or 0."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    from google.rpc import error_details_pb2
+
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return float(info.retry_delay.ToNanoseconds()) / 1e9
+    return 0.0
+
+
 def invoke(kind: str, method: Callable[..., Any], request: Any, **kwargs: Any) -> Outcome:
     """Calls a stub method and records what came back; never raises for a gRPC status."""
     started = time.monotonic()
