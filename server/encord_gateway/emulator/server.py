@@ -23,6 +23,7 @@ from encord_gateway.emulator.admin import ADMIN_PREFIX, Admin
 from encord_gateway.emulator.api import KeyApi, UserApi, parse_json, query_of, to_call
 from encord_gateway.emulator.faults import FaultInjector, FaultKind
 from encord_gateway.emulator.stats import Stats
+from encord_gateway.emulator.store import StoreClosed
 
 USER_PATH = "/public/user"
 KEY_PATH = "/public"
@@ -34,6 +35,8 @@ MAX_LINE_BYTES = 65_536
 IDLE_TIMEOUT_S = 120.0
 SERVER_NAME = "encord-emulator"
 UNAVAILABLE_BODY = b"Service Unavailable (encord-gateway emulator fault injection)\n"
+# What a draining server answers: nothing of the request was processed, so a client may send it again.
+SHUTTING_DOWN_BODY = b"Service Unavailable (the encord-gateway emulator is shutting down)\n"
 GARBAGE_BODY = b"<html><head><title>502 Bad Gateway</title></head><body>upstream hiccup</body></html>\n"
 TRACE_HEADER = "X-Cloud-Trace-Context"
 _TRACE = re.compile(r"^[0-9a-fA-F]{1,64}(/[0-9]{1,20})?(;o=[01])?$")
@@ -287,8 +290,14 @@ class Handler(BaseHTTPRequestHandler):
         except e.EncordError as err:
             self._send_error(err)
             return err.code
+        except StoreClosed:
+            # Shutdown closed the store before this call touched it: nothing was stored, and the answer
+            # says so (a 503, as a draining server sends), not an Encord error a client must not retry.
+            self.close_connection = True
+            self._send(503, SHUTTING_DOWN_BODY, "text/plain; charset=utf-8")
+            return "shutting_down"
         except Exception as exc:
-            # A bug or a store closing under shutdown: still Encord's envelope, never a stack trace.
+            # A bug: still Encord's envelope, never a stack trace.
             self.server.log(f"internal error in {_safe(query[0])}: {type(exc).__name__}")
             self._send_error(e.EncordError(e.UNKNOWN_ERROR, e.MSG_INTERNAL))
             return e.UNKNOWN_ERROR
