@@ -123,6 +123,21 @@ def test_bad_config_file(key_dir: Path, ssh_key_file: Path) -> None:
     )
 
 
+def test_a_bad_policy_is_refused_with_the_settings_before_any_worker_starts(
+    key_dir: Path, ssh_key_file: Path
+) -> None:
+    # [[callers]] is parsed when the settings are built, in main(): the supervisor of --processes 2
+    # never forks a worker to find it out, and the one line is the only output.
+    config = key_dir / "gateway.toml"
+    config.write_text('[[callers]]\nname = "ci"\n')
+    state = f"sqlite:///{key_dir / 'state.db'}"
+    args = ("--ssh-key-file", str(ssh_key_file), "--config", str(config), "--state-url", state)
+    result = run_serve(*args, "--processes", "2")
+    assert_refused(result, "caller 'ci': needs certificates or tokens")
+    assert "worker started" not in result.stdout + result.stderr
+    assert_refused(run_serve(*args, "--check"), "caller 'ci': needs certificates or tokens")
+
+
 def _serves(args: list[str], env: dict[str, str]) -> str:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("ENCORD_SSH", "ENCORD_GATEWAY"))}
     service = start_service(

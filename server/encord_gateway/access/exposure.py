@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from encord_gateway.access.policy import Policy
-from encord_gateway.config import Settings, split_host_port
+from encord_gateway.config import Settings
 
 
 def is_loopback(host: str) -> bool:
@@ -19,8 +19,7 @@ def is_loopback(host: str) -> bool:
 
 def exposure(settings: Settings, policy: Policy) -> str:
     """Why anyone who reaches the listen address could mint admin keys, or "" if they could not."""
-    host, _ = split_host_port(settings.listen, "listen")
-    if is_loopback(host) or not policy.open or settings.client_ca:
+    if is_loopback(settings.listen_host) or not policy.open or settings.client_ca:
         return ""
     # TLS alone authenticates the gateway to callers, not callers to the gateway: with no callers and
     # no client CA it would be the same open relay, only encrypted.

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from encord_gateway.access.audit import AuditTrail
 from encord_gateway.access.exposure import exposure
 from encord_gateway.access.policy import CallerRule, Grant, Policy, PolicyHolder
-from encord_gateway.access.policy_toml import load_policy
 from encord_gateway.access.ratelimit import Rate, RateLimits
 from encord_gateway.access.tls import ServerTls, server_tls
 from encord_gateway.config import ConfigError, Settings
@@ -39,9 +38,9 @@ class Security:
     limits: RateLimits = field(default_factory=RateLimits)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Security:
-        """Raises ConfigError for a bad policy, unusable TLS files or an audit log that cannot be opened."""
-        holder = PolicyHolder(load_policy(settings.document))
+    def from_settings(cls, settings: Settings, policy: Policy) -> Security:
+        """The policy parsed with the settings; ConfigError for unusable TLS files or audit log."""
+        holder = PolicyHolder(policy)
         tls = server_tls(settings)
         try:
             audit = AuditTrail(settings.audit_log)
@@ -49,9 +48,8 @@ class Security:
             raise ConfigError(f"audit_log {settings.audit_log} cannot be opened: {exc.strerror}") from None
         return cls(holder, audit, tls)
 
-    def reload(self, new: Settings, running: Settings) -> Policy:
-        """Swaps in the policy (and re-read TLS files) of `new`; ConfigError leaves everything as it was."""
-        policy = load_policy(new.document)
+    def reload(self, policy: Policy, running: Settings) -> None:
+        """Swaps in the new policy (and re-read TLS files); ConfigError leaves everything as it was."""
         if policy.open and not self.holder.current.open:
             # An emptied or truncated file must not turn deny-by-default into open.
             raise ConfigError(
@@ -85,7 +83,6 @@ class Security:
                     "audit log not reopened; writing on to the old one",
                     extra={FIELDS: {"error": exc.strerror}},
                 )
-        return policy
 
 
 def _rates(policy: Policy) -> dict[str, Rate | None]:

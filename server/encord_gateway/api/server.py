@@ -145,7 +145,7 @@ class GatewayServer:
 
     def start(self) -> str:
         """Binds, starts serving and returns the bound HOST:PORT."""
-        host, _ = split_host_port(self.settings.listen, "listen")
+        host = self.settings.listen_host
         if self._credentials is not None:
             port = self._server.add_secure_port(self.settings.listen, self._credentials)
         else:

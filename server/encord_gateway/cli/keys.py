@@ -23,6 +23,8 @@ from encord_gateway_client import (
     connect,
 )
 
+from encord_gateway.config.sources import Layers
+
 DEFAULT_GATEWAY = "127.0.0.1:50051"
 DEFAULT_TIMEOUT_S = 30.0
 PROG = "encord-gateway keys"
@@ -83,14 +85,18 @@ class Connection:
     client_key: str | None = None
     timeout: float = DEFAULT_TIMEOUT_S
 
+    # Where each connection setting came from (flag, env or default), by its flag's dest.
+    sources: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
     @classmethod
     def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> Connection:
-        values: dict[str, Any] = {}
-        for dest, (_, _, env, _) in CONNECTION_FLAGS.items():
-            value = getattr(args, dest, None) or environ.get(env) or None
-            if value is not None:
-                values[dest] = value
-        return cls(**values, timeout=args.timeout)
+        """Each setting from its flag, else its variable, else the default (the one lookup `serve` uses)."""
+        layers = Layers(vars(args), environ)
+        picks = {dest: layers.pick(dest, env=env) for dest, (_, _, env, _) in CONNECTION_FLAGS.items()}
+        # An empty value is no value: `--token ""` sends no token, `--tls-ca ""` means plaintext.
+        values: dict[str, Any] = {dest: picked.value or None for dest, picked in picks.items()}
+        values["gateway"] = values["gateway"] or DEFAULT_GATEWAY
+        return cls(**values, timeout=args.timeout, sources={d: p.source for d, p in picks.items()})
 
     def open(self) -> GatewayClient:
         return connect(

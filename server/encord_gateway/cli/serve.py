@@ -16,7 +16,7 @@ import sqlite3
 import stat
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -82,26 +82,34 @@ def warn_about(settings: config.Settings, policy: Policy) -> None:
         if any(t.require_mtls for t in caller.tokens) and not mutual:
             log.warning("caller has tokens valid only with mutual TLS, which is off (no client_ca)",
                         extra=_fields(caller=caller.name))  # fmt: skip
-    host, _ = config.split_host_port(settings.listen, "listen")
-    if policy.callers and not settings.tls_cert and not is_loopback(host):
+    if policy.callers and not settings.tls_cert and not is_loopback(settings.listen_host):
         log.warning("no TLS on a non-loopback address: bearer tokens cross the network in clear text",
                     extra=_fields(listen=settings.listen))  # fmt: skip
 
 
+def configure(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[config.Settings, Policy]:
+    """The settings and the [[callers]] policy of their TOML file, built and checked together, once.
+
+    The one place either is built, at start-up and at each reload; a ConfigError names the first problem.
+    """
+    settings = config.load(args, env)
+    return settings, load_policy(settings.document)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = config.load(args, os.environ)
+        settings, policy = configure(args, os.environ)
     except config.ConfigError as exc:
         return fail(str(exc))
     logs.configure(settings.log_level)
     if getattr(args, "check", False) or getattr(args, "check_upstream", False):
-        return check(settings, upstream=bool(getattr(args, "check_upstream", False)))
+        return check(settings, policy, upstream=bool(getattr(args, "check_upstream", False)))
     if settings.processes > 1:
         # Here, before any gRPC object exists: the supervisor forks the workers, each a serve() below.
         from encord_gateway.cli.processes import supervise
 
-        return supervise(settings, lambda worker, announce: serve(args, worker, announce, settings))
-    return serve(args, settings, _print_line, settings)
+        return supervise(settings, lambda worker, announce: serve(args, worker, policy, announce, settings))
+    return serve(args, settings, policy, _print_line, settings)
 
 
 def _print_line(line: str) -> None:
@@ -111,6 +119,7 @@ def _print_line(line: str) -> None:
 def serve(
     args: argparse.Namespace,
     settings: config.Settings,
+    policy: Policy,
     announce: Callable[[str], None],
     configured: config.Settings,
 ) -> int:
@@ -123,10 +132,9 @@ def serve(
         except OSError as exc:
             return fail(f"cannot run on CPUs {settings.cpus}: {exc.strerror}")
     try:
-        security = Security.from_settings(settings)
+        security = Security.from_settings(settings, policy)
     except config.ConfigError as exc:
         return fail(str(exc))
-    policy = security.holder.current
     problem = exposure(settings, policy)
     if problem and not settings.insecure:
         return fail(f"refusing to start: {problem}. Configure [[callers]] or --client-ca (with TLS), "
@@ -226,8 +234,8 @@ def start_reloader(
 def reload(args: argparse.Namespace, running: config.Settings, security: Security) -> None:
     """Re-reads the config; a broken one is refused and the policy in force stays."""
     try:
-        new = config.load(args, os.environ)
-        policy = security.reload(new, running)
+        new, policy = configure(args, os.environ)
+        security.reload(policy, running)
     except config.ConfigError as exc:
         log.error("config reload refused; the previous config stays in force", extra=_fields(error=str(exc)))
         return
@@ -248,10 +256,9 @@ def reload(args: argparse.Namespace, running: config.Settings, security: Securit
 # serve --check ------------------------------------------------------------------------------------------
 
 
-def check(settings: config.Settings, *, upstream: bool) -> int:
+def check(settings: config.Settings, policy: Policy, *, upstream: bool) -> int:
     """What start-up would refuse, without binding a port; a summary without a secret on stdout."""
     try:
-        policy = load_policy(settings.document)
         server_tls(settings)
         audit = _check_audit_log(settings.audit_log)
         problem = exposure(settings, policy)
@@ -268,11 +275,10 @@ def check(settings: config.Settings, *, upstream: bool) -> int:
     except (config.ConfigError, SigningKeyError) as exc:
         return fail(str(exc))
     warn_about(settings, policy)
-    host, _ = config.split_host_port(settings.listen, "listen")
     tls = "mutual TLS" if settings.client_ca else "TLS" if settings.tls_cert else "no TLS"
     if problem:
         reach = "OPEN to anyone who reaches it (--insecure)"
-    elif is_loopback(host):
+    elif is_loopback(settings.listen_host):
         reach = "loopback only"
     elif policy.open:
         reach = "network, client certificates required"

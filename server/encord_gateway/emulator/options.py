@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+# The gateway's bottom module of plain values: the one flag > env > TOML > default lookup and bool parser.
+from encord_gateway.config.sources import ENV, FLAG, Layers, Picked, parse_bool
 from encord_gateway.emulator.faults import FaultSettings
 from encord_gateway.emulator.fixture import Fixture, FixtureError, load_fixture
 
 ENV_PREFIX = "ENCORD_EMULATOR_"
-DEFAULT_LISTEN = "127.0.0.1:8080"
-# Each fault flag: its argparse dest, the FaultSettings field and the value parser.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_LISTEN = f"{DEFAULT_HOST}:{DEFAULT_PORT}"
+# Each fault flag: its argparse dest, the FaultSettings field and [faults] key, and the value parser.
 FAULT_FLAGS: dict[str, Callable[[str], Any]] = {
     "latency_ms": int,
     "error_rate": float,
     "drop_rate": float,
     "garbage_rate": float,
 }
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-T = TypeVar("T")
+PATHS = ("state", "fixture", "tls_cert", "tls_key")
+SWITCHES = ("mirror_status", "quiet", "scopes_as_string", "admin_any_host")
+_FAULT_DEFAULTS = FaultSettings()
 
 
 class OptionsError(ValueError):
@@ -31,8 +35,8 @@ class OptionsError(ValueError):
 
 @dataclass(frozen=True)
 class Options:
-    host: str = "127.0.0.1"
-    port: int = 8080
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
     state: Path | None = None
     fixture_path: Path | None = None  # None: the bundled demo fixture
     fixture: Fixture = field(default_factory=Fixture)
@@ -43,6 +47,8 @@ class Options:
     scopes_as_string: bool = False
     admin_any_host: bool = False
     faults: FaultSettings = field(default_factory=FaultSettings)
+    # Where each setting came from (flag, env, toml or default), by its flag's dest.
+    sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -60,71 +66,72 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, port
 
 
-def parse_bool(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise OptionsError(f"{name} must be true or false, not {value!r}")
-
-
-def _pick(flag: T | None, env: Mapping[str, str], name: str, parse: Callable[[str], T]) -> T | None:
-    """The flag if given, else the environment variable, else None."""
-    if flag is not None:
-        return flag
-    raw = env.get(ENV_PREFIX + name.upper())
-    if raw is None:
-        return None
+def _value(picked: Picked, name: str, parse: Callable[[str], Any]) -> Any:
+    """A flag's value as argparse typed it; a variable's text parsed, its error named after the variable."""
+    if picked.source != ENV:
+        return picked.value
     try:
-        return parse(raw)
+        return parse(picked.value)
     except ValueError as exc:
         raise OptionsError(f"{ENV_PREFIX}{name.upper()}: {exc}") from exc
 
 
-def _flag_bool(args: argparse.Namespace, env: Mapping[str, str], name: str) -> bool:
-    value = _pick(getattr(args, name), env, name, lambda raw: parse_bool(ENV_PREFIX + name.upper(), raw))
-    return bool(value)
+def _switch(picked: Picked, name: str) -> bool:
+    if picked.source == ENV:
+        try:
+            return parse_bool(picked.value)
+        except ValueError:
+            variable, text = ENV_PREFIX + name.upper(), picked.value
+            raise OptionsError(f"{variable}: {variable} must be true or false, not {text!r}") from None
+    return bool(picked.value)
 
 
 def build_options(args: argparse.Namespace, env: Mapping[str, str]) -> Options:
     """Flags win over ENCORD_EMULATOR_* variables, which win over the fixture's [faults] table."""
-    host, port = parse_listen(_pick(args.listen, env, "listen", str) or DEFAULT_LISTEN)
-    state = _pick(args.state, env, "state", Path)
-    fixture_path = _pick(args.fixture, env, "fixture", Path)
-    tls_cert = _pick(args.tls_cert, env, "tls_cert", Path)
-    tls_key = _pick(args.tls_key, env, "tls_key", Path)
-    if (tls_cert is None) != (tls_key is None):
+    layers = Layers(vars(args), env)
+
+    def pick(name: str, default: Any = None) -> Picked:
+        return layers.pick(name, env=ENV_PREFIX + name.upper(), default=default)
+
+    picks = {name: pick(name) for name in (*PATHS, *SWITCHES)}
+    picks["listen"] = pick("listen", DEFAULT_LISTEN)
+    host, port = parse_listen(picks["listen"].value)
+    paths: dict[str, Path | None] = {name: _value(picks[name], name, Path) for name in PATHS}
+    if (paths["tls_cert"] is None) != (paths["tls_key"] is None):
         raise OptionsError("--tls-cert and --tls-key go together")
     try:
-        fixture = load_fixture(fixture_path)
+        fixture = load_fixture(paths["fixture"])
     except FixtureError as exc:
         raise OptionsError(str(exc)) from exc
     try:
         faults = FaultSettings.from_mapping(fixture.faults)
     except (ValueError, TypeError) as exc:
-        raise OptionsError(f"{fixture_path or 'demo fixture'}: [faults]: {exc}") from exc
+        raise OptionsError(f"{paths['fixture'] or 'demo fixture'}: [faults]: {exc}") from exc
+    # The fixture's [faults] is the file layer: a fault flag or variable wins over it.
+    fault_layers = Layers(vars(args), env, fixture.faults, str(paths["fixture"] or "demo fixture"))
     overrides = {}
     for name, parse in FAULT_FLAGS.items():
-        value = _pick(getattr(args, name), env, name, parse)
-        if value is not None:
-            overrides[name] = value
+        picks[name] = fault_layers.pick(
+            name, env=ENV_PREFIX + name.upper(), key=name, default=getattr(_FAULT_DEFAULTS, name)
+        )
+        if picks[name].source in (FLAG, ENV):
+            overrides[name] = _value(picks[name], name, parse)
     try:
         faults = FaultSettings.from_mapping(overrides, faults)
     except ValueError as exc:
         raise OptionsError(f"fault setting: {exc}") from exc
-    return replace(
-        Options(),
+    return Options(
         host=host,
         port=port,
-        state=state,
-        fixture_path=fixture_path,
+        state=paths["state"],
+        fixture_path=paths["fixture"],
         fixture=fixture,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        mirror_status=_flag_bool(args, env, "mirror_status"),
-        quiet=_flag_bool(args, env, "quiet"),
-        scopes_as_string=_flag_bool(args, env, "scopes_as_string"),
-        admin_any_host=_flag_bool(args, env, "admin_any_host"),
+        tls_cert=paths["tls_cert"],
+        tls_key=paths["tls_key"],
+        mirror_status=_switch(picks["mirror_status"], "mirror_status"),
+        quiet=_switch(picks["quiet"], "quiet"),
+        scopes_as_string=_switch(picks["scopes_as_string"], "scopes_as_string"),
+        admin_any_host=_switch(picks["admin_any_host"], "admin_any_host"),
         faults=faults,
+        sources={name: picked.source for name, picked in picks.items()},
     )
