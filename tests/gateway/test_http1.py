@@ -108,6 +108,7 @@ def client() -> Iterator[MakeClient]:
     clients: list[Http1Client] = []
 
     def make(url: str, **kwargs: object) -> Http1Client:
+        kwargs = {"max_idle": 32, "connect_timeout_s": 5.0, **kwargs}
         made = Http1Client(url, **kwargs)  # type: ignore[arg-type]
         clients.append(made)
         return made
@@ -323,7 +324,7 @@ def test_decoded_body_is_held_to_the_body_limit(
     size: int,
     fits: bool,
 ) -> None:
-    monkeypatch.setattr("encord_gateway.upstream.http1.MAX_BODY_BYTES", SMALL_LIMIT)
+    monkeypatch.setattr("encord_gateway.upstream.http1.limits.MAX_BODY_BYTES", SMALL_LIMIT)
     plain = b"0" * size
     encoded = compress(plain)
     assert len(encoded) < SMALL_LIMIT // 4  # small on the wire: only decoding makes it large
@@ -342,7 +343,7 @@ def test_decoded_body_is_held_to_the_body_limit(
 def test_chunked_gzip_bomb_is_malformed(
     serve: Serve, client: MakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("encord_gateway.upstream.http1.MAX_BODY_BYTES", SMALL_LIMIT)
+    monkeypatch.setattr("encord_gateway.upstream.http1.limits.MAX_BODY_BYTES", SMALL_LIMIT)
     encoded = gzip.compress(b"0" * 100 * SMALL_LIMIT)
     reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n"
     server = serve(replying(reply + b"%x\r\n%s\r\n0\r\n\r\n" % (len(encoded), encoded)))
@@ -555,7 +556,7 @@ def test_connection_idle_too_long_is_not_reused(
     serve: Serve, client: MakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Long enough that two posts in a row never outlast it, even on a loaded machine.
-    monkeypatch.setattr("encord_gateway.upstream.http1.MAX_IDLE_S", 0.2)
+    monkeypatch.setattr("encord_gateway.upstream.http1.pool.MAX_IDLE_S", 0.2)
     closed = threading.Event()
 
     def handle(wire: Wire) -> None:
