@@ -28,6 +28,19 @@ def soon(seconds: float = 3.0) -> float:
     return time.monotonic() + seconds
 
 
+class FakeClock:
+    """A clock that moves only when told: idle ages and deadlines without sleeping."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now  # far from time.monotonic(): a deadline on the wrong clock shows at once
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 PLAIN = b'{"status": 200, "response": ["a", "b"]}' * 20
 
 

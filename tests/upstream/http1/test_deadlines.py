@@ -14,6 +14,7 @@ from upstream.http1.peers import (
     OK,
     PATH,
     SHORT_S,
+    FakeClock,
     MakeClient,
     Serve,
     Tls,
@@ -100,3 +101,14 @@ def test_answer_without_a_body_returns_at_once_and_keeps_the_connection(
     assert response.status == int(head.split()[1])
     assert http.post(HEADERS, BODY, soon()).body == b"ok"
     assert server.accepts == 1
+
+
+def test_deadlines_are_measured_on_the_clients_clock(serve: Serve, client: MakeClient) -> None:
+    # On time.monotonic() the first deadline is a minute away, the second long past: only the
+    # client's clock decides, so its fake is what every test of idle ages and deadlines can drive.
+    server = serve(replying(OK))
+    clock = FakeClock()
+    http = client(server.url(), clock=clock)
+    with pytest.raises(ExchangeTimeout):
+        http.post(HEADERS, BODY, time.monotonic() + 60)
+    assert http.post(HEADERS, BODY, clock() + 3).body == b"ok"
