@@ -9,9 +9,9 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import certifi
 import requests.utils
@@ -118,6 +118,18 @@ def proxy_for(url: str) -> http1.Proxy | None:
         raise UpstreamSetupError(f"the {scheme} proxy set in the environment is unusable: {exc}") from exc
 
 
+class Transport(Protocol):
+    """What the calls go out through: http1.Http1Client, or a test's fake.
+
+    `post` sends one request and never repeats it; it raises http1's errors
+    (ConnectFailed when nothing was sent), which `call` maps and retries.
+    """
+
+    def post(self, headers: Sequence[tuple[str, str]], body: bytes, deadline: float) -> http1.Response: ...
+
+    def close(self) -> None: ...
+
+
 class EncordClient:
     """Sends signed calls to `{domain}/public/user` and returns the envelope's `response` value."""
 
@@ -132,6 +144,7 @@ class EncordClient:
         verify: Literal[True] | str = True,
         sleep: Callable[[float], None] = time.sleep,
         on_attempt: Callable[[UpstreamCall, float, str], None] | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.url = domain.rstrip("/") + USER_PATH
         self.connect_timeout_s = connect_timeout_s
@@ -142,17 +155,27 @@ class EncordClient:
         # What the calls trust, for anything else that reaches the same domain (the readiness probe):
         # the bundle given, else certifi's, never REQUESTS_CA_BUNDLE from the environment.
         self.ca_bundle = verify if isinstance(verify, str) else certifi.where()
-        # One bounded pool: keep-alive connections are reused across calls and
-        # threads (the SDK opens a new connection for every call). The transport
-        # never repeats a request; retries are decided here, so that a create is
-        # never sent twice. The environment's proxy is read once, at start-up.
-        # A CA bundle given is loaded even for an http:// domain: a broken one is refused at start.
+        # A CA bundle given is loaded even for an http:// domain (or with a transport given):
+        # a broken one is refused at start.
         tls = self.url.startswith("https:")
         context = verifying_context(self.ca_bundle) if tls or isinstance(verify, str) else None
+        self._transport: Transport = transport or self._pool(
+            domain, context if tls else None, pool_size=pool_size, connect_timeout_s=connect_timeout_s
+        )
+
+    def _pool(
+        self, domain: str, context: ssl.SSLContext | None, *, pool_size: int, connect_timeout_s: float
+    ) -> http1.Http1Client:
+        """The default transport, one bounded pool of keep-alive connections to the domain.
+
+        Connections are reused across calls and threads (the SDK opens a new one for every call).
+        The transport never repeats a request; retries are decided here, so that a create is never
+        sent twice. The environment's proxy is read once, at start-up.
+        """
         try:
-            self._transport = http1.Http1Client(
+            return http1.Http1Client(
                 self.url,
-                ssl_context=context if tls else None,
+                ssl_context=context,
                 max_idle=pool_size,
                 connect_timeout_s=connect_timeout_s,
                 proxy=proxy_for(self.url),
