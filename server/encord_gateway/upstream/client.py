@@ -9,17 +9,16 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import certifi
-import requests.utils
 
 from encord_gateway import errors
 from encord_gateway.context import CallOutcome, Deadline, trace_header
 from encord_gateway.logs import FIELDS
-from encord_gateway.upstream import bounded_json, http1
+from encord_gateway.upstream import bounded_json, http1, proxies
 from encord_gateway.upstream.signing import RequestSigner, SigningKey
 
 log = logging.getLogger(__name__)
@@ -104,13 +103,12 @@ def verifying_context(location: str) -> ssl.SSLContext:
         raise UpstreamSetupError(f"cannot load the CA bundle {location}: {exc}") from exc
 
 
-def proxy_for(url: str) -> http1.Proxy | None:
-    """The proxy the environment names for `url` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY)."""
-    proxies = requests.utils.get_environ_proxies(url)
-    scheme = url.split(":", 1)[0]
-    chosen = proxies.get(scheme) or proxies.get("all")
+def proxy_for(url: str, env: Mapping[str, str]) -> http1.Proxy | None:
+    """The proxy `env` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY as captured) names for `url`."""
+    chosen = proxies.proxy_url(url, env)
     if not chosen:
         return None
+    scheme = url.split(":", 1)[0]
     try:
         return http1.Proxy.of(chosen)
     except ValueError as exc:
@@ -131,7 +129,11 @@ class Transport(Protocol):
 
 
 class EncordClient:
-    """Sends signed calls to `{domain}/public/user` and returns the envelope's `response` value."""
+    """Sends signed calls to `{domain}/public/user` and returns the envelope's `response` value.
+
+    `proxy_env` holds the proxy variables as config captured them (Settings.proxy_env): the
+    client reads no environment of its own. `transport` replaces the pool (a test's fake).
+    """
 
     def __init__(
         self,
@@ -145,6 +147,7 @@ class EncordClient:
         sleep: Callable[[float], None] = time.sleep,
         on_attempt: Callable[[UpstreamCall, float, str], None] | None = None,
         transport: Transport | None = None,
+        proxy_env: Mapping[str, str] | None = None,
     ) -> None:
         self.url = domain.rstrip("/") + USER_PATH
         self.connect_timeout_s = connect_timeout_s
@@ -160,17 +163,27 @@ class EncordClient:
         tls = self.url.startswith("https:")
         context = verifying_context(self.ca_bundle) if tls or isinstance(verify, str) else None
         self._transport: Transport = transport or self._pool(
-            domain, context if tls else None, pool_size=pool_size, connect_timeout_s=connect_timeout_s
+            domain,
+            context if tls else None,
+            pool_size=pool_size,
+            connect_timeout_s=connect_timeout_s,
+            proxy_env=proxy_env or {},
         )
 
     def _pool(
-        self, domain: str, context: ssl.SSLContext | None, *, pool_size: int, connect_timeout_s: float
+        self,
+        domain: str,
+        context: ssl.SSLContext | None,
+        *,
+        pool_size: int,
+        connect_timeout_s: float,
+        proxy_env: Mapping[str, str],
     ) -> http1.Http1Client:
         """The default transport, one bounded pool of keep-alive connections to the domain.
 
         Connections are reused across calls and threads (the SDK opens a new one for every call).
         The transport never repeats a request; retries are decided here, so that a create is never
-        sent twice. The environment's proxy is read once, at start-up.
+        sent twice.
         """
         try:
             return http1.Http1Client(
@@ -178,7 +191,7 @@ class EncordClient:
                 ssl_context=context,
                 max_idle=pool_size,
                 connect_timeout_s=connect_timeout_s,
-                proxy=proxy_for(self.url),
+                proxy=proxy_for(self.url, proxy_env),
             )
         except ValueError as exc:
             raise UpstreamSetupError(f"the Encord domain {domain!r} is unusable: {exc}") from exc
