@@ -17,8 +17,9 @@ DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_DOMAIN = "https://api.encord.com"
 DEFAULT_STATE_URL = "memory://"
 DEFAULT_STATE_PREFIX = "encord-gateway:"
-# The one default of each of these: Option, Settings and (once they import it) the upstream client use it.
+# The one default of each of these: Option, Settings and the upstream client use it.
 DEFAULT_UPSTREAM_POOL_SIZE = 64
+DEFAULT_UPSTREAM_CONNECT_TIMEOUT = 5.0
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 # Proxy variables read once, here, into Settings.proxy_env (lower-case ones win, as in requests and the SDK).
 PROXY_VARIABLES = tuple(
@@ -166,7 +167,7 @@ OPTIONS: tuple[Option, ...] = (
         "upstream_connect_timeout",
         "ENCORD_GATEWAY_UPSTREAM_CONNECT_TIMEOUT",
         float,
-        5.0,
+        DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
         "seconds to wait for a connection to Encord",
         "SECONDS",
         low=0.001,
@@ -332,7 +333,7 @@ class Settings:
     processes: int = 1
     cpus: str | None = None
     upstream_pool_size: int = DEFAULT_UPSTREAM_POOL_SIZE
-    upstream_connect_timeout: float = 5.0
+    upstream_connect_timeout: float = DEFAULT_UPSTREAM_CONNECT_TIMEOUT
     upstream_retries: int = 4
     readiness_probe_interval: float = 0.0
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from encord_gateway import errors
+from encord_gateway import config, errors
 from encord_gateway.context import Deadline
 from encord_gateway.dev.devstack import write_ssh_key
 from encord_gateway.upstream import http1
@@ -159,3 +159,18 @@ def test_the_transport_gets_the_sdks_body_the_calls_deadline_and_is_closed(clien
 def test_an_unusable_domain_is_a_setup_error(key: SigningKey) -> None:
     with pytest.raises(UpstreamSetupError, match="unusable"):
         EncordClient("https://" + "ü" * 70 + ".example", key)  # a label IDNA cannot encode
+
+
+def test_the_pool_defaults_are_configs_one_default(key: SigningKey) -> None:
+    # One default per setting: the flag's, the Settings field's and the client's are the same value.
+    options = {option.name: option.default for option in config.OPTIONS}
+    settings = config.Settings()
+    encord = EncordClient("http://127.0.0.1:9", key)
+    try:
+        pool = encord._transport
+        assert isinstance(pool, http1.Http1Client)
+        assert pool._max_idle == settings.upstream_pool_size == options["upstream_pool_size"]
+        assert pool._connect_timeout_s == settings.upstream_connect_timeout
+        assert settings.upstream_connect_timeout == options["upstream_connect_timeout"]
+    finally:
+        encord.close()

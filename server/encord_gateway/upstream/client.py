@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 import certifi
 
-from encord_gateway import errors
+from encord_gateway import config, errors
 from encord_gateway.context import CallOutcome, Deadline, trace_header
 from encord_gateway.logs import FIELDS
 from encord_gateway.upstream import bounded_json, http1, proxies
@@ -140,8 +140,8 @@ class EncordClient:
         domain: str,
         key: SigningKey,
         *,
-        pool_size: int = 32,
-        connect_timeout_s: float = 5.0,
+        pool_size: int = config.DEFAULT_UPSTREAM_POOL_SIZE,
+        connect_timeout_s: float = config.DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
         retry: RetryPolicy | None = None,
         verify: Literal[True] | str = True,
         sleep: Callable[[float], None] = time.sleep,
