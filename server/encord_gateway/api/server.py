@@ -64,6 +64,7 @@ class GatewayServer:
             retry=RetryPolicy(attempts=settings.upstream_retries),
             verify=verify,
             on_attempt=on_attempt,
+            proxy_env=settings.proxy_env,
         )
         audit_observers: list[CallObserver] = [security.audit] if security and security.audit else []
         self.frame = RpcFrame(

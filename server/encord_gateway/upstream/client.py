@@ -9,17 +9,16 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import certifi
-import requests.utils
 
-from encord_gateway import errors
+from encord_gateway import config, errors
 from encord_gateway.context import CallOutcome, Deadline, trace_header
 from encord_gateway.logs import FIELDS
-from encord_gateway.upstream import bounded_json, http1
+from encord_gateway.upstream import bounded_json, http1, proxies
 from encord_gateway.upstream.signing import RequestSigner, SigningKey
 
 log = logging.getLogger(__name__)
@@ -104,13 +103,12 @@ def verifying_context(location: str) -> ssl.SSLContext:
         raise UpstreamSetupError(f"cannot load the CA bundle {location}: {exc}") from exc
 
 
-def proxy_for(url: str) -> http1.Proxy | None:
-    """The proxy the environment names for `url` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY)."""
-    proxies = requests.utils.get_environ_proxies(url)
-    scheme = url.split(":", 1)[0]
-    chosen = proxies.get(scheme) or proxies.get("all")
+def proxy_for(url: str, env: Mapping[str, str]) -> http1.Proxy | None:
+    """The proxy `env` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY as captured) names for `url`."""
+    chosen = proxies.proxy_url(url, env)
     if not chosen:
         return None
+    scheme = url.split(":", 1)[0]
     try:
         return http1.Proxy.of(chosen)
     except ValueError as exc:
@@ -118,20 +116,38 @@ def proxy_for(url: str) -> http1.Proxy | None:
         raise UpstreamSetupError(f"the {scheme} proxy set in the environment is unusable: {exc}") from exc
 
 
+class Transport(Protocol):
+    """What the calls go out through: http1.Http1Client, or a test's fake.
+
+    `post` sends one request and never repeats it; it raises http1's errors
+    (ConnectFailed when nothing was sent), which `call` maps and retries.
+    """
+
+    def post(self, headers: Sequence[tuple[str, str]], body: bytes, deadline: float) -> http1.Response: ...
+
+    def close(self) -> None: ...
+
+
 class EncordClient:
-    """Sends signed calls to `{domain}/public/user` and returns the envelope's `response` value."""
+    """Sends signed calls to `{domain}/public/user` and returns the envelope's `response` value.
+
+    `proxy_env` holds the proxy variables as config captured them (Settings.proxy_env): the
+    client reads no environment of its own. `transport` replaces the pool (a test's fake).
+    """
 
     def __init__(
         self,
         domain: str,
         key: SigningKey,
         *,
-        pool_size: int = 32,
-        connect_timeout_s: float = 5.0,
+        pool_size: int = config.DEFAULT_UPSTREAM_POOL_SIZE,
+        connect_timeout_s: float = config.DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
         retry: RetryPolicy | None = None,
         verify: Literal[True] | str = True,
         sleep: Callable[[float], None] = time.sleep,
         on_attempt: Callable[[UpstreamCall, float, str], None] | None = None,
+        transport: Transport | None = None,
+        proxy_env: Mapping[str, str] | None = None,
     ) -> None:
         self.url = domain.rstrip("/") + USER_PATH
         self.connect_timeout_s = connect_timeout_s
@@ -142,20 +158,40 @@ class EncordClient:
         # What the calls trust, for anything else that reaches the same domain (the readiness probe):
         # the bundle given, else certifi's, never REQUESTS_CA_BUNDLE from the environment.
         self.ca_bundle = verify if isinstance(verify, str) else certifi.where()
-        # One bounded pool: keep-alive connections are reused across calls and
-        # threads (the SDK opens a new connection for every call). The transport
-        # never repeats a request; retries are decided here, so that a create is
-        # never sent twice. The environment's proxy is read once, at start-up.
-        # A CA bundle given is loaded even for an http:// domain: a broken one is refused at start.
+        # A CA bundle given is loaded even for an http:// domain (or with a transport given):
+        # a broken one is refused at start.
         tls = self.url.startswith("https:")
         context = verifying_context(self.ca_bundle) if tls or isinstance(verify, str) else None
+        self._transport: Transport = transport or self._pool(
+            domain,
+            context if tls else None,
+            pool_size=pool_size,
+            connect_timeout_s=connect_timeout_s,
+            proxy_env=proxy_env or {},
+        )
+
+    def _pool(
+        self,
+        domain: str,
+        context: ssl.SSLContext | None,
+        *,
+        pool_size: int,
+        connect_timeout_s: float,
+        proxy_env: Mapping[str, str],
+    ) -> http1.Http1Client:
+        """The default transport, one bounded pool of keep-alive connections to the domain.
+
+        Connections are reused across calls and threads (the SDK opens a new one for every call).
+        The transport never repeats a request; retries are decided here, so that a create is never
+        sent twice.
+        """
         try:
-            self._transport = http1.Http1Client(
+            return http1.Http1Client(
                 self.url,
-                ssl_context=context if tls else None,
+                ssl_context=context,
                 max_idle=pool_size,
                 connect_timeout_s=connect_timeout_s,
-                proxy=proxy_for(self.url),
+                proxy=proxy_for(self.url, proxy_env),
             )
         except ValueError as exc:
             raise UpstreamSetupError(f"the Encord domain {domain!r} is unusable: {exc}") from exc
