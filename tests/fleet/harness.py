@@ -201,8 +201,8 @@ def children(pid: int) -> set[int]:
     return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
 
 
-def connections_to(port: int, pid: int) -> int:
-    """Established TCP connections on local `port` whose socket is one of `pid`'s descriptors."""
+def connections_to(port: int, pid: int, state: str = "01") -> int:
+    """TCP sockets on local `port` in `state` (01 established, 0A listening) among `pid`'s descriptors."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -216,7 +216,7 @@ def connections_to(port: int, pid: int) -> int:
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == "01" and fields[9] in inodes:
+            if local_port == port and fields[3] == state and fields[9] in inodes:
                 count += 1
     return count
 

@@ -133,6 +133,10 @@ def test_one_page_sums_both_workers_and_keeps_a_killed_workers_counts(pair: Pair
     first, second = sorted(pair.workers())
     (directory,) = list(pair.tmp.iterdir())
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    # The supervisor listens for scrapes; the workers closed the copy of that socket the fork gave them.
+    metrics_port = int(str(metrics_address(gateway)).rsplit(":", 1)[1])
+    assert connections_to(metrics_port, gateway.process.pid, state="0A") == 1
+    assert [connections_to(metrics_port, worker, state="0A") for worker in (first, second)] == [0, 0]
 
     on_first = pair.channel_to(first)
     on_second = pair.channel_to(second)
@@ -158,6 +162,12 @@ def test_one_page_sums_both_workers_and_keeps_a_killed_workers_counts(pair: Pair
     (replacement,) = pair.workers() - {first}
     assert wait_for(lambda: sum('"serving"' in line for line in gateway.output) == 3)
     assert pair.listed() == before
+    # Its live gauges (in flight, store state) are dropped; its counters are kept.
+    files = {p.name for p in directory.iterdir()}
+    assert f"counter_{second}.db" in files
+    assert f"gauge_livesum_{first}.db" in files
+    assert wait_for(lambda: f"gauge_livesum_{second}.db" not in {p.name for p in directory.iterdir()})
+    assert f"gauge_livemin_{second}.db" not in {p.name for p in directory.iterdir()}
     on_replacement = pair.channel_to(replacement)
     for _ in range(3):
         pair.list_on(on_replacement)
