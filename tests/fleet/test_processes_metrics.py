@@ -158,9 +158,16 @@ def test_one_page_sums_both_workers_and_keeps_a_killed_workers_counts(pair: Pair
     # A killed worker's counts stay in the sum, and its replacement adds to them, not over them.
     before = pair.calls
     os.kill(second, signal.SIGKILL)
-    assert wait_for(lambda: len(pair.workers() - {first}) == 1 and second not in pair.workers())
-    (replacement,) = pair.workers() - {first}
-    assert wait_for(lambda: sum('"serving"' in line for line in gateway.output) == 3)
+    others: set[int] = set()
+
+    def replaced() -> bool:
+        others.clear()
+        others.update(pair.workers() - {first})  # one reading of /proc: the set can change between two
+        return len(others) == 1 and second not in others
+
+    assert wait_for(replaced), gateway.output[-5:]
+    (replacement,) = others
+    assert wait_for(lambda: sum('"serving"' in line for line in gateway.output) == 3), gateway.output[-5:]
     assert pair.listed() == before
     # Its live gauges (in flight, store state) are dropped; its counters are kept.
     files = {p.name for p in directory.iterdir()}
