@@ -133,9 +133,11 @@ class Fleet:
             channel.close()
         self.channels.clear()
 
-    def health(self, index: int) -> str:
+    def health(self, index: int, service: str = "") -> str:
         with grpc.insecure_channel(self.gateways[index].address) as channel:
-            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=10
+            )
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status))
 
     # What Encord holds -------------------------------------------------------------------------------
@@ -190,6 +192,33 @@ def running_fleet(
         proxy.close()
         emulator.stop()
         redis_server.stop()
+
+
+# Processes -----------------------------------------------------------------------------------------------
+
+
+def children(pid: int) -> set[int]:
+    return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def connections_to(port: int, pid: int, state: str = "01") -> int:
+    """TCP sockets on local `port` in `state` (01 established, 0A listening) among `pid`'s descriptors."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink().as_posix()
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == state and fields[9] in inodes:
+                count += 1
+    return count
 
 
 # Calls ---------------------------------------------------------------------------------------------------

@@ -16,32 +16,8 @@ import pytest
 from encord_gateway.dev.devstack import Service, cli_argv, start_gateway, write_fixture, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
-from fleet.harness import outcome
+from fleet.harness import children, connections_to, outcome
 from reliability.harness import FaultProxy, new_hashes, start_emulator
-
-
-def children(pid: int) -> set[int]:
-    return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
-
-
-def connections_to(port: int, pid: int) -> int:
-    """Established TCP connections on local `port` whose socket is one of `pid`'s descriptors."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = fd.readlink().as_posix()
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:[") : -1])
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == "01" and fields[9] in inodes:
-                count += 1
-    return count
 
 
 @dataclass

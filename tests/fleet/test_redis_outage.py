@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from fleet.harness import Fleet, create_request, outcome, running_fleet
+from prometheus_client.parser import text_string_to_metric_families
+from reliability.harness import metrics_address, scrape
+
+STATE = "encord_gateway.state"
+
+
+def metric(fleet: Fleet, name: str, **labels: str) -> float | None:
+    address = metrics_address(fleet.gateways[0])
+    assert address is not None
+    for family in text_string_to_metric_families(scrape(address)):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None
+
+
+def eventually(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 @pytest.fixture
@@ -22,6 +46,9 @@ def test_a_redis_outage_fails_closed_and_the_gateway_recovers_by_itself(fleet: F
     stub = fleet.replica_stubs()[0]
     limited = fleet.replica_stubs(fleet.callers.limited)[0]
     stub.CreateProjectApiKey(create_request(project, "before", str(uuid.uuid4())), timeout=20)
+    assert fleet.health(0, STATE) == "SERVING"
+    assert metric(fleet, "encord_gateway_state_store_up", kind="redis") == 1
+    assert metric(fleet, "encord_gateway_rate_limit_fallbacks_total") == 0
     fleet.redis.stop()
 
     sent = fleet.proxy.forwarded
@@ -55,10 +82,19 @@ def test_a_redis_outage_fails_closed_and_the_gateway_recovers_by_itself(fleet: F
     assert goes_on == dict.fromkeys(goes_on, "OK")
     # Its bucket is this replica's own until Redis is back.
     assert "shared rate-limit buckets unavailable" in "".join(fleet.gateways[0].output)
-    # An orchestrator must not pull every replica because Redis blinked.
+    # An orchestrator must not pull every replica because Redis blinked; the store's own service and
+    # the metrics say what is wrong.
     assert fleet.health(0) == "SERVING"
+    assert fleet.health(0, "encord_gateway.v1.ApiKeyService") == "SERVING"
+    assert fleet.health(0, STATE) == "NOT_SERVING"
+    assert metric(fleet, "encord_gateway_state_store_up", kind="redis") == 0
+    assert metric(fleet, "encord_gateway_rate_limit_fallbacks_total") == 1
+    assert metric(fleet, "encord_gateway_request_id_store_errors_total") == 1
 
     fleet.redis.start()  # the same port and append-only file; the gateway is not restarted
+    # The ping notices, before any call needs the store.
+    assert eventually(lambda: fleet.health(0, STATE) == "SERVING")
+    assert metric(fleet, "encord_gateway_state_store_up", kind="redis") == 1
     again = str(uuid.uuid4())
     first = stub.CreateProjectApiKey(create_request(project, "after", again), timeout=20)
     replayed = stub.CreateProjectApiKey(create_request(project, "after", again), timeout=20)

@@ -245,6 +245,8 @@ def test_rate_limits_share_a_bucket_and_fall_back_to_their_own_while_redis_is_do
     replicas = [RateLimits(clock=lambda: now[0]) for _ in range(2)]
     for limits in replicas:
         limits.share(shared)
+    heard: list[str] = []
+    replicas[0].on_fallback = lambda: heard.append("fallback")  # the metric's hook
     try:
         # Three tokens for the caller across both replicas, not three each.
         allowed = [limits.take("vendor", rate) == 0.0 for _ in range(3) for limits in replicas]
@@ -255,6 +257,7 @@ def test_rate_limits_share_a_bucket_and_fall_back_to_their_own_while_redis_is_do
         # This process's own bucket stands in, counted; Redis is asked once, then left alone for a while.
         assert fallback == [True, True, True, False]
         assert replicas[0].fallbacks == 4
+        assert len(heard) == 4
         assert shared.calls == calls + 1
         redis_server.start()
         now[0] += SHARED_RETRY_AFTER_S
@@ -262,6 +265,7 @@ def test_rate_limits_share_a_bucket_and_fall_back_to_their_own_while_redis_is_do
         assert replicas[0].take("vendor", rate) > 0
         assert shared.calls == calls + 2
         assert replicas[0].fallbacks == 4
+        assert len(heard) == 4
     finally:
         shared.store.close()
         redis_server.stop()

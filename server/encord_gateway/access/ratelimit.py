@@ -70,7 +70,7 @@ class RateLimits:
     With `share()`, each take is one call to the fleet's shared bucket, so that a caller's rate_limit
     holds across every replica. While the shared store cannot be reached, this process's own buckets
     stand in (a caller then gets at most its rate from each replica), and `fallbacks` counts each take
-    they answered.
+    they answered (and calls `on_fallback`, the metric's hook, for each).
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -80,6 +80,7 @@ class RateLimits:
         self._shared: SharedBuckets | None = None
         self._shared_down_until = 0.0
         self.fallbacks = 0
+        self.on_fallback: Callable[[], None] | None = None
 
     def share(self, buckets: SharedBuckets) -> None:
         self._shared = buckets
@@ -101,6 +102,8 @@ class RateLimits:
         if self._shared is not None:
             with self._lock:
                 self.fallbacks += 1
+            if self.on_fallback is not None:
+                self.on_fallback()
         return self._local(caller, rate)
 
     def _local(self, caller: str, rate: Rate) -> float:

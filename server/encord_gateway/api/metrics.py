@@ -1,4 +1,4 @@
-"""Prometheus metrics: calls by method and code, upstream attempts by outcome, calls in flight, build info.
+"""Prometheus metrics: calls by method and code, upstream attempts by outcome, calls in flight, the store.
 
 One `GatewayMetrics` per process, fed by four hooks that already exist:
 
@@ -7,7 +7,11 @@ One `GatewayMetrics` per process, fed by four hooks that already exist:
 - `upstream_attempt(call, elapsed_s, outcome)`: EncordClient's `on_attempt` callback, once per HTTP attempt;
 - `interceptor()`: a server interceptor that keeps the calls-in-flight gauge;
 - `request_id_event(event)`: ExactlyOnce's `on_event` callback: replays, reconciliations, conflicts and
-  store errors of creates with a request_id.
+  store errors of creates with a request_id;
+
+and `watch(store, limits)` follows the state store's reachability and the rate limits' fallbacks.
+Under `serve --processes N` each worker's values live in files that the supervisor sums into one page
+(api/metrics_fleet.py); every gauge says how (`multiprocess_mode`), the counters are summed.
 
 Every label value comes from a small closed set (method names, gRPC code names, the gateway's and
 Encord's error codes, HTTP statuses); anything else is counted as "other", so a label can never hold a
@@ -32,12 +36,14 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from encord_gateway import errors
+from encord_gateway.access.ratelimit import RateLimits
 from encord_gateway.api.metrics_http import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, MetricsHttpServer
 from encord_gateway.config import split_host_port
 from encord_gateway.context import CallRecord
+from encord_gateway.state import StateStore
 from encord_gateway.upstream.client import UpstreamCall
 
-__all__ = ["KNOWN_REASONS", "OTHER", "GatewayMetrics", "bounded_reason"]
+__all__ = ["KNOWN_REASONS", "OTHER", "GatewayMetrics", "MetricsEndpoint", "bounded_reason"]
 
 PREFIX = "encord_gateway"
 OTHER = "other"
@@ -47,6 +53,7 @@ METHODS = frozenset(SERVICE.methods_by_name)
 QUERY_TYPES = frozenset({"projectapikey", "datasetapikey"})
 QUERY_METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
 CODES = frozenset(code.name for code in grpc.StatusCode)
+STORE_KINDS = frozenset({"memory", "sqlite", "redis"})
 # The `reason` of every status the gateway answers with: the error tree's, which holds Encord's known
 # codes too; an unknown Encord code is counted as "OTHER_ENCORD_CODE".
 KNOWN_REASONS = frozenset(errors.REASONS)
@@ -132,11 +139,62 @@ class _InFlightInterceptor(_ServerInterceptor):
         )
 
 
-class GatewayMetrics:
-    """The gateway's metrics in one registry (by default a private one, so instances never collide)."""
+class MetricsEndpoint:
+    """A registry and the /metrics page that shows it: one process's, or the sum of a supervisor's workers."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self._http: MetricsHttpServer | None = None
+        self.address = ""
+
+    def render(self) -> bytes:
+        """The page a scrape gets, in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+    def page(self, accept: str) -> tuple[bytes, str]:
+        """The page and its content type for a scrape's Accept header (OpenMetrics when asked for)."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+    def serve(
+        self,
+        address: str,
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+    ) -> str:
+        """Serves /metrics on HOST:PORT (port 0: any free port) and returns the bound HOST:PORT.
+
+        At most `max_connections` are held, on one thread; one that has not sent a complete request
+        within `idle_timeout_s` is closed, and at the cap a new connection evicts the longest-idle one.
+        Raises ConfigError for a malformed address and OSError if it cannot be bound.
+        """
+        if self._http is not None:
+            raise RuntimeError(f"metrics are already served on {self.address}")
+        host, port = split_host_port(address, "metrics_listen")
+        self._http = MetricsHttpServer(
+            host, port, self.page, max_connections=max_connections, idle_timeout_s=idle_timeout_s
+        )
+        self._http.start()
+        self.address = f"[{host}]:{self._http.port}" if ":" in host else f"{host}:{self._http.port}"
+        return self.address
+
+    def close(self) -> None:
+        """Stops serving /metrics; the counters stay readable through render()."""
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+
+class GatewayMetrics(MetricsEndpoint):
+    """The gateway's metrics in one registry (by default a private one, so instances never collide).
+
+    `process=False` leaves out the collectors that read this process itself (process_*, GC, threads):
+    a worker of `serve --processes` whose supervisor reports those for every worker.
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None, *, process: bool = True) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        super().__init__(registry if registry is not None else CollectorRegistry(auto_describe=True))
         reg = self.registry
         self.calls = Counter(
             f"{PREFIX}_calls",
@@ -158,7 +216,10 @@ class GatewayMetrics:
             registry=reg,
         )
         self.calls_in_flight = Gauge(
-            f"{PREFIX}_calls_in_flight", "ApiKeyService calls being handled now.", registry=reg
+            f"{PREFIX}_calls_in_flight",
+            "ApiKeyService calls being handled now.",
+            registry=reg,
+            multiprocess_mode="livesum",  # the workers' calls add up; a dead worker's are gone
         )
         self.rate_limited_calls = Counter(
             f"{PREFIX}_rate_limited_calls",
@@ -204,6 +265,19 @@ class GatewayMetrics:
             "Creates with a request_id failed because the state store could not be used.",
             registry=reg,
         )
+        self.rate_limit_fallbacks = Counter(
+            f"{PREFIX}_rate_limit_fallbacks",
+            "Rate-limit checks answered by this process's own bucket because the shared store (Redis) "
+            "could not be reached.",
+            registry=reg,
+        )
+        self.state_store_up = Gauge(
+            f"{PREFIX}_state_store_up",
+            "1 while the state store answers the gateway's calls, 0 while it cannot be reached.",
+            ("kind",),
+            registry=reg,
+            multiprocess_mode="livemin",  # 0 as soon as one live worker cannot reach it
+        )
         # Every series from the start, so that rate() and absent() see zeros, not gaps.
         for outcome in RECONCILE_OUTCOMES:
             self.request_id_reconciliations.labels(outcome)
@@ -214,6 +288,7 @@ class GatewayMetrics:
             "Always 1; the labels say what is running.",
             ("version", "python_version", "grpc_version"),
             registry=reg,
+            multiprocess_mode="max",  # every worker runs the same build: one series, not one per pid
         )
         build.labels(_version(), platform.python_version(), grpc.__version__).set(1)
         if process:
@@ -224,8 +299,6 @@ class GatewayMetrics:
             GCCollector(registry=reg)
             threads = Gauge(f"{PREFIX}_threads", "Live threads in the gateway process.", registry=reg)
             threads.set_function(lambda: float(threading.active_count()))
-        self._http: MetricsHttpServer | None = None
-        self.address = ""
 
     # The hooks -------------------------------------------------------------------------------------------
 
@@ -263,6 +336,13 @@ class GatewayMetrics:
         elif event == "store_error":
             self.request_id_store_errors.inc()
 
+    def watch(self, store: StateStore, limits: RateLimits | None) -> None:
+        """Follows the store's reachability (state_store_up) and counts the rate limits' fallbacks."""
+        up = self.state_store_up.labels(_known(store.kind, STORE_KINDS))
+        store.reachability.listen(lambda reached: up.set(1.0 if reached else 0.0))
+        if limits is not None:
+            limits.on_fallback = self.rate_limit_fallbacks.inc
+
     def call_started(self) -> None:
         self.calls_in_flight.inc()
 
@@ -280,43 +360,3 @@ class GatewayMetrics:
     def interceptor(self) -> grpc.ServerInterceptor[Any, Any]:
         """Keeps calls_in_flight; put it first, so that calls refused by authentication count too."""
         return _InFlightInterceptor(self)
-
-    # Exposition ------------------------------------------------------------------------------------------
-
-    def render(self) -> bytes:
-        """The page a scrape gets, in the Prometheus text format."""
-        return generate_latest(self.registry)
-
-    def page(self, accept: str) -> tuple[bytes, str]:
-        """The page and its content type for a scrape's Accept header (OpenMetrics when asked for)."""
-        encoder, content_type = choose_encoder(accept)
-        return encoder(self.registry), content_type
-
-    def serve(
-        self,
-        address: str,
-        *,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
-    ) -> str:
-        """Serves /metrics on HOST:PORT (port 0: any free port) and returns the bound HOST:PORT.
-
-        At most `max_connections` are held, on one thread; one that has not sent a complete request
-        within `idle_timeout_s` is closed, and at the cap a new connection evicts the longest-idle one.
-        Raises ConfigError for a malformed address and OSError if it cannot be bound.
-        """
-        if self._http is not None:
-            raise RuntimeError(f"metrics are already served on {self.address}")
-        host, port = split_host_port(address, "metrics_listen")
-        self._http = MetricsHttpServer(
-            host, port, self.page, max_connections=max_connections, idle_timeout_s=idle_timeout_s
-        )
-        self._http.start()
-        self.address = f"[{host}]:{self._http.port}" if ":" in host else f"{host}:{self._http.port}"
-        return self.address
-
-    def close(self) -> None:
-        """Stops serving /metrics; the counters stay readable through render()."""
-        if self._http is not None:
-            self._http.close()
-            self._http = None

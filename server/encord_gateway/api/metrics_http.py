@@ -147,6 +147,16 @@ class MetricsHttpServer:
             sock.close()
         self._selector.close()
 
+    def close_inherited(self) -> None:
+        """In a process forked from the one serving: closes this copy of the sockets, and nothing else.
+
+        The loop's thread did not come along, and the parent's loop goes on serving.
+        """
+        for sock in (self._listener, self._wake_read, self._wake_write, *self._connections):
+            sock.close()
+        self._connections.clear()
+        self._selector.close()
+
     # The loop ---------------------------------------------------------------------------------------------
 
     def _serve(self) -> None:

@@ -22,6 +22,7 @@ from encord_gateway.api.exactly_once import ExactlyOnce
 from encord_gateway.api.frame import RpcFrame
 from encord_gateway.api.reflection import enable_reflection
 from encord_gateway.api.servicer import SERVICE_NAME, ApiKeyServicer
+from encord_gateway.api.store_watch import StoreWatch
 from encord_gateway.config import ConfigError, Settings, split_host_port
 from encord_gateway.context import CallObserver
 from encord_gateway.logs import FIELDS
@@ -109,6 +110,7 @@ class GatewayServer:
             KeyOperations(self.client, self.store.lock), self.frame, gatekeeper or Gatekeeper(), exactly_once
         )
         self.health = health.HealthServicer()
+        self.store_watch = StoreWatch(self.store, self.health)
         self._stopping = threading.Event()
         self._executor = futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix=_WORKERS)
         self._server = grpc.server(
@@ -172,6 +174,7 @@ class GatewayServer:
         else:
             # The signing key is loaded before the server is built, so it is ready.
             self._set_serving(True)
+        self.store_watch.start()
         return self.address
 
     def _set_serving(self, serving: bool) -> None:
@@ -205,6 +208,7 @@ class GatewayServer:
         running: stuck upstream past the grace period, their callers already cut off by gRPC.
         """
         self._stopping.set()
+        self.store_watch.stop()
         self.health.enter_graceful_shutdown()
         grace = self.settings.grace_period if grace_s is None else grace_s
         drained = self._server.stop(grace)

@@ -2,8 +2,9 @@
 
 The pattern of grpc's examples/python/multiprocessing: the parent creates no gRPC object (gRPC's
 threads do not survive a fork), forks each worker, and the kernel spreads new connections over the
-workers' listening sockets. The parent binds nothing: the first worker binds the address as given (port
-0 picks one), reports what it bound through a pipe, and the others, and any replacement, bind that.
+workers' listening sockets. The parent binds no gRPC port: the first worker binds the address as given
+(port 0 picks one), reports what it bound through a pipe, and the others, and any replacement, bind that.
+With --metrics-listen the parent serves the one /metrics, the sum of every worker's (api/metrics_fleet.py).
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from encord_gateway import config, logs
+from encord_gateway.api.metrics_fleet import FleetMetrics
 
 log = logging.getLogger("encord_gateway.cli.processes")
 
-# What a worker runs: the ordinary serve, with its settings and a way to report the lines it would print.
+# What a worker runs: the ordinary serve, with its settings, a way to report the lines it would print,
+# and the directory its metrics' values go to (None without --metrics-listen).
 Announce = Callable[[str], None]
-ServeWorker = Callable[[config.Settings, Announce], int]
+ServeWorker = Callable[[config.Settings, Announce, str | None], int]
 
 STARTUP_TIMEOUT_S = 60.0
 # A worker that dies sooner than this after its start is replaced only after this long, so that one
@@ -57,6 +60,7 @@ class Supervisor:
         self.health_listen = settings.health_listen
         self.workers: dict[int, Worker] = {}
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.metrics: FleetMetrics | None = None
 
     def _worker_settings(self, slot: int) -> config.Settings:
         cpus = str(self.cpus[slot % len(self.cpus)]) if self.cpus else None
@@ -74,6 +78,8 @@ class Supervisor:
         if pid == 0:  # the worker
             if read_fd is not None:
                 os.close(read_fd)
+            if self.metrics is not None:
+                self.metrics.forget_in_child()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
 
@@ -84,7 +90,8 @@ class Supervisor:
 
             code = 1
             try:
-                code = self.serve_worker(worker_settings, announce)
+                directory = self.metrics.directory if self.metrics is not None else None
+                code = self.serve_worker(worker_settings, announce, directory)
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -95,6 +102,8 @@ class Supervisor:
             os.close(write_fd)
         worker = Worker(slot, pid, time.monotonic())
         self.workers[slot] = worker
+        if self.metrics is not None:
+            self.metrics.worker_started(slot, pid)
         log.info("worker started", extra=_fields(worker=slot, pid=pid, cpus=worker_settings.cpus))
         return worker, read_fd
 
@@ -130,6 +139,7 @@ class Supervisor:
             if pid == 0:
                 continue
             worker.exit_code = os.waitstatus_to_exitcode(status)
+            self._exited(worker)
             if stopping:
                 log.info("worker stopped", extra=_fields(worker=worker.slot, exit_code=worker.exit_code))
                 continue
@@ -140,6 +150,10 @@ class Supervisor:
             if time.monotonic() - worker.started < RESTART_PAUSE_S:
                 time.sleep(RESTART_PAUSE_S)
             self._fork(worker.slot, report=False)
+
+    def _exited(self, worker: Worker) -> None:
+        if self.metrics is not None:
+            self.metrics.worker_exited(worker.pid)
 
     def _signal_all(self, sig: int) -> None:
         for worker in self.workers.values():
@@ -153,8 +167,27 @@ class Supervisor:
             if worker.exit_code is None:
                 with contextlib.suppress(ChildProcessError):
                     worker.exit_code = os.waitstatus_to_exitcode(os.waitpid(worker.pid, 0)[1])
+                self._exited(worker)
 
     def run(self) -> int:
+        if self.settings.metrics_listen:
+            # Before the first fork: every worker inherits the directory its values go to.
+            self.metrics = FleetMetrics()
+            try:
+                # Printed first, as one process prints it before `listening on`.
+                print(f"metrics on {self.metrics.serve(self.settings.metrics_listen)}", flush=True)
+            except OSError as exc:
+                self.metrics.close()
+                print(f"encord-gateway: error: cannot serve metrics on {self.settings.metrics_listen}: {exc}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                return 2
+        try:
+            return self._run()
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()
+
+    def _run(self) -> int:
         for handled in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(handled, lambda signum, _frame: self.signals.put(signum))
         announced: list[str] = []

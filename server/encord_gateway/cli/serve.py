@@ -30,6 +30,7 @@ from encord_gateway.access.policy_toml import load_policy
 from encord_gateway.access.security import Security
 from encord_gateway.access.tls import server_tls
 from encord_gateway.api.metrics import GatewayMetrics
+from encord_gateway.api.metrics_fleet import share_values
 from encord_gateway.api.server import GatewayServer, HealthPortError
 from encord_gateway.state import StateConfigError, StateUnavailable
 from encord_gateway.upstream.client import UpstreamSetupError
@@ -108,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
         # Here, before any gRPC object exists: the supervisor forks the workers, each a serve() below.
         from encord_gateway.cli.processes import supervise
 
-        return supervise(settings, lambda worker, announce: serve(args, worker, policy, announce, settings))
+        return supervise(
+            settings, lambda worker, say, shared: serve(args, worker, policy, say, settings, shared)
+        )
     return serve(args, settings, policy, _print_line, settings)
 
 
@@ -122,9 +125,11 @@ def serve(
     policy: Policy,
     announce: Callable[[str], None],
     configured: config.Settings,
+    metrics_dir: str | None = None,
 ) -> int:
     """One gateway process: `announce` prints (or reports to a supervisor) `listening on ...`; reloads
-    compare with the `configured` settings (a worker's own differ in the address and CPUs it was given)."""
+    compare with the `configured` settings (a worker's own differ in the address and CPUs it was given).
+    A worker given `metrics_dir` writes its metrics there, for its supervisor's /metrics to sum."""
     if settings.cpus:
         try:
             # Before any thread starts: threads inherit the affinity.
@@ -151,7 +156,11 @@ def serve(
         )
     except SigningKeyError as exc:
         return fail(str(exc))
-    metrics = GatewayMetrics() if settings.metrics_listen else None
+    if metrics_dir is not None:
+        share_values(metrics_dir)
+        metrics: GatewayMetrics | None = GatewayMetrics(process=False)
+    else:
+        metrics = GatewayMetrics() if settings.metrics_listen else None
     try:
         server = GatewayServer(
             settings,
@@ -164,7 +173,9 @@ def serve(
         )
     except (UpstreamSetupError, config.ConfigError) as exc:
         return fail(str(exc))
-    if metrics is not None and settings.metrics_listen:
+    if metrics is not None:
+        metrics.watch(server.store, security.limits)
+    if metrics is not None and metrics_dir is None and settings.metrics_listen:
         try:
             # Printed before `listening on`, so it is in the output once the gateway is up.
             print(f"metrics on {metrics.serve(settings.metrics_listen)}", flush=True)

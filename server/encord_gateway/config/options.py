@@ -10,8 +10,9 @@ DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_DOMAIN = "https://api.encord.com"
 DEFAULT_STATE_URL = "memory://"
 DEFAULT_STATE_PREFIX = "encord-gateway:"
-# The one default of each of these: Option, Settings and (once they import it) the upstream client use it.
+# The one default of each of these: Option, Settings and the upstream client use it.
 DEFAULT_UPSTREAM_POOL_SIZE = 64
+DEFAULT_UPSTREAM_CONNECT_TIMEOUT = 5.0
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 # Proxy variables read once, here, into Settings.proxy_env (lower-case ones win, as in requests and the SDK).
 PROXY_VARIABLES = tuple(
@@ -159,7 +160,7 @@ OPTIONS: tuple[Option, ...] = (
         "upstream_connect_timeout",
         "ENCORD_GATEWAY_UPSTREAM_CONNECT_TIMEOUT",
         float,
-        5.0,
+        DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
         "seconds to wait for a connection to Encord",
         "SECONDS",
         low=0.001,

@@ -21,8 +21,6 @@ def validate(settings: Settings) -> None:
             "processes above 1 need a shared state_url (sqlite:///PATH or redis://): memory:// is one "
             "process's, and each would mint its own master keys and keep its own request ids"
         )
-    if settings.processes > 1 and settings.metrics_listen:
-        raise ConfigError("metrics_listen is served by one process: run --processes 1 to serve metrics")
     if (settings.state_ca_file or settings.state_password_file) and kind != "redis":
         raise ConfigError("state_ca_file and state_password_file are for a redis:// or rediss:// state_url")
     if settings.state_ca_file and not settings.state_url.startswith("rediss://"):

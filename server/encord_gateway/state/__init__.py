@@ -7,6 +7,7 @@ from encord_gateway.state.memory import MemoryStore
 from encord_gateway.state.sqlite import SqliteStore
 from encord_gateway.state.store import (
     Claim,
+    Reachability,
     RequestRecord,
     StateConfigError,
     StateStore,
@@ -16,6 +17,7 @@ __all__ = [
     "Claim",
     "LockTimeout",
     "MemoryStore",
+    "Reachability",
     "RequestRecord",
     "SqliteStore",
     "StateConfigError",

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from encord_gateway.errors import LockTimeout
-from encord_gateway.state.store import Claim, RequestRecord, renewed
+from encord_gateway.state.store import Claim, Reachability, RequestRecord, renewed
 
 
 class MemoryStore:
@@ -21,6 +21,8 @@ class MemoryStore:
         self._records: dict[str, RequestRecord] = {}
         self._held: dict[str, tuple[str, float]] = {}
         self._changed = threading.Condition()
+        self.reachability = Reachability()
+        self.reachability.report(True)  # a dict in this process is always there
 
     def _live(self, key: str) -> RequestRecord | None:
         record = self._records.get(key)

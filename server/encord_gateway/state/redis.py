@@ -19,7 +19,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from encord_gateway.errors import LockTimeout, StateUnavailable
-from encord_gateway.state.store import Claim, RequestRecord, StateConfigError, renewed
+from encord_gateway.state.store import Claim, Reachability, RequestRecord, StateConfigError, renewed
 
 DEFAULT_PREFIX = "encord-gateway:"
 DEFAULT_PORT = 6379
@@ -207,6 +207,7 @@ class RedisStore:
         self._release = self._client.register_script(_RELEASE)
         self._take = self._client.register_script(_TAKE)
         self._closed = threading.Event()
+        self.reachability = Reachability()
 
     @contextlib.contextmanager
     def _reached(self, doing: str) -> Iterator[None]:
@@ -214,13 +215,16 @@ class RedisStore:
         try:
             yield
         except redis.AuthenticationError:
+            self.reachability.report(False)
             raise StateUnavailable(
                 f"the state store (redis at {self.target.where}) refused the gateway's credentials"
             ) from None
         except redis.RedisError as exc:
+            self.reachability.report(False)
             raise StateUnavailable(
                 f"the state store (redis at {self.target.where}) cannot {doing}: {type(exc).__name__}"
             ) from None
+        self.reachability.report(True)
 
     def _record_key(self, key: str) -> str:
         return f"{self.prefix}{key}"

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from encord_gateway.errors import LockTimeout, StateUnavailable
 from encord_gateway.state.store import (
     Claim,
+    Reachability,
     RequestRecord,
     StateConfigError,
     renewed,
@@ -42,6 +43,7 @@ class SqliteStore:
         self.path = path
         self._clock = clock
         self._local = threading.local()
+        self.reachability = Reachability()
         try:
             with self._transaction() as db:
                 for statement in filter(str.strip, _SCHEMA.split(";")):
@@ -66,11 +68,13 @@ class SqliteStore:
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
+            self.reachability.report(False)
             raise StateUnavailable(f"the state store cannot be used: {exc}") from None
         try:
             yield db
         except sqlite3.Error as exc:
             db.execute("ROLLBACK")
+            self.reachability.report(False)
             raise StateUnavailable(f"the state store cannot be used: {exc}") from None
         except BaseException:
             db.execute("ROLLBACK")
@@ -78,7 +82,9 @@ class SqliteStore:
         try:
             db.execute("COMMIT")
         except sqlite3.Error as exc:
+            self.reachability.report(False)
             raise StateUnavailable(f"the state store cannot be written: {exc}") from None
+        self.reachability.report(True)
 
     def _row(self, db: sqlite3.Connection, key: str) -> RequestRecord | None:
         row = db.execute(f"SELECT {_COLUMNS} FROM request_ids WHERE key = ?", (key,)).fetchone()  # noqa: S608

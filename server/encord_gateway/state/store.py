@@ -1,4 +1,4 @@
-"""The state store's interface and values: claim, mark sent, complete, forget, reclaim, lock with a lease."""
+"""The state store's interface and values: claim, mark sent, complete, forget, reclaim, lock, reachability."""
 
 from __future__ import annotations
 
@@ -36,8 +36,41 @@ class Claim:
     record: RequestRecord
 
 
+class Reachability:
+    """Whether the store answered its latest call: every call reports, listeners hear each change.
+
+    A store reports from the one place where its client's errors become StateUnavailable, so health and
+    metrics follow the calls the gateway really makes, not only a probe of their own.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.up: bool | None = None  # None until the first call
+        self._listeners: list[Callable[[bool], None]] = []
+
+    def report(self, up: bool) -> None:
+        if self.up is up:  # the common case, on every call: no lock, no listener
+            return
+        with self._lock:
+            if self.up is up:
+                return
+            self.up = up
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(up)
+
+    def listen(self, listener: Callable[[bool], None]) -> None:
+        """Calls `listener(up)` at each change from now on, and at once if the state is known."""
+        with self._lock:
+            self._listeners.append(listener)
+            known = self.up
+        if known is not None:
+            listener(known)
+
+
 class StateStore(Protocol):
     kind: str
+    reachability: Reachability
 
     def claim(self, key: str, request_hash: str, ttl_s: float) -> Claim: ...
     def get(self, key: str) -> RequestRecord | None: ...
