@@ -42,7 +42,7 @@ class ScriptedTransport:
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[EncordClient]:
     write_ssh_key(tmp_path / "key")
-    key = load_signing_key(key_file=str(tmp_path / "key"), key_text=None, passphrase=None, source=None)
+    key = load_signing_key(key_file=str(tmp_path / "key"), key_text=None, passphrase=None, source="the test")
     encord = EncordClient("http://127.0.0.1:9", key, retry=RetryPolicy(attempts=4), sleep=lambda _: None)
     yield encord
     encord.close()
@@ -103,7 +103,7 @@ def test_a_connect_timeout_is_unreachable_and_a_create_is_tried_again(client: En
 
 def test_an_unexpected_failure_is_not_counted_as_ok(tmp_path: Path) -> None:
     write_ssh_key(tmp_path / "key")
-    key = load_signing_key(key_file=str(tmp_path / "key"), key_text=None, passphrase=None, source=None)
+    key = load_signing_key(key_file=str(tmp_path / "key"), key_text=None, passphrase=None, source="the test")
     outcomes: list[str] = []
     encord = EncordClient(
         "http://127.0.0.1:9", key, on_attempt=lambda call, s, outcome: outcomes.append(outcome)
@@ -116,6 +116,6 @@ def test_an_unexpected_failure_is_not_counted_as_ok(tmp_path: Path) -> None:
 
 def test_an_unusable_domain_is_a_setup_error(tmp_path: Path) -> None:
     write_ssh_key(tmp_path / "key")
-    key = load_signing_key(key_file=str(tmp_path / "key"), key_text=None, passphrase=None, source=None)
+    key = load_signing_key(key_file=str(tmp_path / "key"), key_text=None, passphrase=None, source="the test")
     with pytest.raises(UpstreamSetupError, match="unusable"):
         EncordClient("https://" + "ü" * 70 + ".example", key)  # a label IDNA cannot encode
