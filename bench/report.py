@@ -103,10 +103,11 @@ def ratios(cells: list[dict[str, Any]], modes: Sequence[str], ops: Sequence[str]
                 c: _find(cells, mode=mode, op=op, path="gateway-py-plain", concurrency=c)
                 for c in LEVELS_OF_COST
             }
-            if op == "write" and with_id[LATENCY_LEVEL] and plain[LATENCY_LEVEL]:
+            id_at1, plain_at1 = with_id[LATENCY_LEVEL], plain[LATENCY_LEVEL]
+            if op == "write" and id_at1 and plain_at1:
                 ratios_of = out.setdefault(mode, {}).setdefault(op, {})
                 ratios_of[f"request_id/plain p50 @{LATENCY_LEVEL}"] = _ratio(
-                    with_id[LATENCY_LEVEL]["p50_ms"], plain[LATENCY_LEVEL]["p50_ms"]
+                    id_at1["p50_ms"], plain_at1["p50_ms"]
                 )
                 for level in LEVELS_OF_COST:
                     a, b = with_id[level], plain[level]
@@ -171,7 +172,7 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
 def table(cells: list[dict[str, Any]], mode: str) -> str:
     """One line per op, path and concurrency, in the order the paths are listed."""
     widths = (-5, -10, 9, 8, 8, 8, 8, 6, 14, 9, 7, 7)
-    names = ("op", "path", "in flight", "p50 ms", "p90 ms", "p99 ms", "calls/s", "errors")
+    names: tuple[str, ...] = ("op", "path", "in flight", "p50 ms", "p90 ms", "p99 ms", "calls/s", "errors")
     names += ("gw cpu us/call", "gw rss MB", "emu cpu", "other")
 
     def row(values: Sequence[Any]) -> str:

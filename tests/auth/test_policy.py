@@ -415,6 +415,7 @@ def test_validate_only_mints_nothing_and_is_marked() -> None:
     finally:
         PRINCIPAL.reset(token)
     facts = rec.audit
+    assert facts is not None
     assert facts.validate_only
     assert not facts.key_returned
     assert facts.fingerprint == ""

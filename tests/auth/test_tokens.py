@@ -75,11 +75,11 @@ def fingerprint(key: str) -> str:
 
 def as_caller(gateway: Secured, name: str | None, method: str) -> Callable[..., Any]:
     stub = gateway.stub(token=TOKENS[name] if name else None)
-    return getattr(stub, method)  # type: ignore[no-any-return]
+    return getattr(stub, method)
 
 
 def keep(outcome: Outcome) -> Outcome:
-    if outcome.response is not None and getattr(outcome.response, "api_key", ""):
+    if outcome.response is not None and getattr(outcome.response, "api_key", None):
         CREATED.append(outcome.response.api_key)
     return outcome
 
@@ -117,7 +117,9 @@ def test_strangers_are_unauthenticated_and_audited(
     assert outcome.code == grpc.StatusCode.UNAUTHENTICATED
     assert outcome.reason == reason
     # The caller is not told why its credentials failed (a stolen mTLS-only token stays unconfirmed).
-    assert "mutual" not in outcome.error.details()
+    details = outcome.error.details() if outcome.error is not None else None
+    assert details is not None
+    assert "mutual" not in details
     assert gateway.key_counts() == before
     line = gateway.audit_for(outcome.trace_id)
     assert (line["outcome"], line["reason"], line["caller"]) == ("UNAUTHENTICATED", reason, "")
@@ -133,7 +135,9 @@ def test_bytes_that_are_no_request_are_refused_after_authentication(
     gateway: Secured, token: str | None, code: str
 ) -> None:
     raw = gateway.channel(token=TOKENS[token] if token else None).unary_unary(
-        "/encord_gateway.v1.ApiKeyService/CreateProjectApiKey"
+        "/encord_gateway.v1.ApiKeyService/CreateProjectApiKey",
+        request_serializer=None,
+        response_deserializer=None,
     )
     outcome = call(raw, b"\xff\xff\xff")  # not a protobuf message: gRPC alone would say INTERNAL
     assert outcome.code.name == code
@@ -166,13 +170,15 @@ def dataset_list(dataset: str) -> pb.ListDatasetApiKeysRequest:
     return pb.ListDatasetApiKeysRequest(dataset_hash=dataset)
 
 
-def project_create(project: str, *scopes: int, dry: bool = False) -> pb.CreateProjectApiKeyRequest:
+def project_create(project: str, *scopes: pb.ApiKeyScope, dry: bool = False) -> pb.CreateProjectApiKeyRequest:
     return pb.CreateProjectApiKeyRequest(
         project_hash=project, title="a key", scopes=scopes, validate_only=dry
     )
 
 
-def dataset_create(dataset: str, *scopes: int, dry: bool = False) -> pb.CreateDatasetApiKeyRequest:
+def dataset_create(
+    dataset: str, *scopes: pb.DatasetScope, dry: bool = False
+) -> pb.CreateDatasetApiKeyRequest:
     return pb.CreateDatasetApiKeyRequest(
         dataset_hash=dataset, title="a key", scopes=scopes, validate_only=dry
     )
@@ -247,7 +253,9 @@ def test_a_request_above_the_ceiling_names_the_scopes_over_it(gateway: Secured) 
     )
     outcome = call(as_caller(gateway, "vendor", "CreateProjectApiKey"), request)
     assert outcome.code == grpc.StatusCode.PERMISSION_DENIED
-    assert "label.write, model.train" in outcome.error.details()
+    details = outcome.error.details() if outcome.error is not None else None
+    assert details is not None
+    assert "label.write, model.train" in details
     line = gateway.audit_for(outcome.trace_id)
     assert line["scopes_asked"] == ["label.read", "label.write", "model.train"]
     assert line["scopes_granted"] == []

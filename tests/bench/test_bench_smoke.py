@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ALWAYS_MEASURED = {"sdk", "floor", "gateway-py", "gateway-py-plain"}
 GO_PATHS = {"floor-go", "gateway-go", "grpc-empty"}
 SERVER_PATHS = {"gateway-py", "gateway-py-plain", "gateway-go", "grpc-empty"}  # CPU and RSS measured
-CELL_FIELDS = {
+CELL_FIELDS: dict[str, type | tuple[type, ...]] = {
     "mode": str,
     "path": str,
     "op": str,

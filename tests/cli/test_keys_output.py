@@ -102,7 +102,7 @@ def test_the_token_stays_out_of_the_connections_repr() -> None:
 
 
 def test_titles_are_printed_with_controls_escaped() -> None:
-    key = ProjectApiKey("k" * 43, "a\x1b[2Jb\u202ec\u2028d é", ("label.read",), "p", "f" * 16)
+    key = ProjectApiKey("k" * 43, "a\x1b[2Jb\u202ec\u2028d é", (ProjectScope.LABEL_READ,), "p", "f" * 16)
     table = keys_cli.render_table(key, reveal=False)
     assert "\x1b" not in table
     assert "\u202e" not in table

@@ -181,9 +181,9 @@ def test_the_image_command_passes_serve_check(tmp_path: Path) -> None:
     (box.mounts["/etc/encord-gateway"] / "gateway.toml").write_text(
         f'[[callers]]\nname = "ops"\ntokens = [{{ sha256 = "{"ab" * 32}" }}]\nmethods = ["*"]\n'
     )
-    env = {}
+    env: dict[str, str] = {}
     for rest in runtime("ENV"):
-        env.update(pair.split("=", 1) for pair in shlex.split(rest))
+        env.update(dict(pair.split("=", 1) for pair in shlex.split(rest)))
     write_ssh_key(Path(box.rewrite(env["ENCORD_SSH_KEY_FILE"])))
     result = check(
         [box.rewrite(a) for a in exec_form("CMD")], {k: box.rewrite(v) for k, v in env.items()}, tmp_path

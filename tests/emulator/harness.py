@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from encord import EncordUserClient
 from encord.configs import SshConfig
 from encord.http.error_utils import check_error_response
+from encord.user_client import EncordUserClient
 from encord_gateway.dev.devstack import DEMO_DATASET, DEMO_PROJECT, Service, cli_argv, start_service
 
 PROJECT = DEMO_PROJECT

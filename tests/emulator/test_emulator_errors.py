@@ -19,7 +19,6 @@ from emulator.harness import (
     sdk_body,
     sdk_exception,
 )
-from encord import EncordUserClient
 from encord.exceptions import (
     AuthenticationError,
     AuthorisationError,
@@ -31,6 +30,7 @@ from encord.exceptions import (
     SshKeyNotFound,
 )
 from encord.orm.dataset import DatasetScope
+from encord.user_client import EncordUserClient
 from encord.utilities.client_utilities import APIKeyScopes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -109,13 +109,13 @@ SDK_CASES: list[tuple[str, str, SdkCall, type[Exception]]] = [
     (
         "dataset scope on a project key",
         "admin",
-        lambda c: c.create_project_api_key(PROJECT, "t", [DatasetScope.READ]),  # type: ignore[list-item]
+        lambda c: c.create_project_api_key(PROJECT, "t", [DatasetScope.READ]),
         InvalidArgumentsError,
     ),
     (
         "project scope on a dataset key",
         "admin",
-        lambda c: c.create_dataset_api_key(DATASET, "t", [APIKeyScopes.LABEL_READ]),  # type: ignore[list-item]
+        lambda c: c.create_dataset_api_key(DATASET, "t", [APIKeyScopes.LABEL_READ]),
         InvalidArgumentsError,
     ),
 ]

@@ -58,7 +58,7 @@ class Callers:
         )
 
 
-class Bearer(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class Bearer(grpc.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]  # generic in the stubs only
     """Sends a caller's token with every call of a channel."""
 
     def __init__(self, token: str) -> None:

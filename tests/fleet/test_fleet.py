@@ -8,10 +8,12 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent import futures
+from functools import partial
 
 import grpc
 import pytest
 from encord_gateway_client.v1 import api_keys_pb2 as pb
+from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from fleet.harness import Fleet, GaveUp, create_until_answered, outcome, running_fleet
 from reliability.harness import UNKNOWN_OUTCOME, call_lines, report, secret_needles
 
@@ -37,10 +39,12 @@ def whole_fleet(fleet: Fleet) -> Iterator[None]:
             fleet.start_replica(index)
 
 
-def get_or_create(fleet: Fleet, project: str, stub: object | None = None) -> Callable[[], pb.ProjectApiKey]:
+def get_or_create(
+    fleet: Fleet, project: str, stub: pb_grpc.ApiKeyServiceStub | None = None
+) -> Callable[[], pb.ProjectApiKey]:
     chosen = stub or fleet.spread_stub()
     request = pb.GetOrCreateProjectApiKeyRequest(project_hash=project)
-    return lambda: chosen.GetOrCreateProjectApiKey(request, timeout=30)  # type: ignore[attr-defined]
+    return lambda: chosen.GetOrCreateProjectApiKey(request, timeout=30)
 
 
 def test_64_concurrent_get_or_creates_over_three_replicas_mint_one_master_key(fleet: Fleet) -> None:
@@ -107,7 +111,7 @@ def test_a_rate_limit_holds_across_the_fleet(fleet: Fleet) -> None:
     request = pb.ListProjectApiKeysRequest(project_hash=project)
     stubs = fleet.replica_stubs(fleet.callers.limited)
     answers = [
-        outcome(lambda s=stub: s.ListProjectApiKeys(request, timeout=10)) for _ in range(4) for stub in stubs
+        outcome(partial(stub.ListProjectApiKeys, request, timeout=10)) for _ in range(4) for stub in stubs
     ]
     assert Counter(answers) == {"OK": 6, "RESOURCE_EXHAUSTED/RATE_LIMITED": 6}, answers
 
@@ -215,17 +219,23 @@ def test_redis_stopped_under_load_fails_closed_and_the_fleet_recovers(fleet: Fle
            answers=dict(Counter(running.answers)))  # fmt: skip
 
 
+def as_text(answer: bytes | str) -> str:
+    """A Redis answer as text: the client leaves answers as bytes (it does not set decode_responses)."""
+    assert isinstance(answer, bytes), answer
+    return answer.decode()
+
+
 def test_no_secret_is_written_to_redis(fleet: Fleet) -> None:
     """Whatever the tests before minted: no key, token or private-key bytes among Redis's keys or values."""
     client = fleet.redis.client()
     dump = []
     for name in client.scan_iter(match="*"):
         dump.append(name.decode())
-        kind = client.type(name).decode()
+        kind = as_text(client.type(name))
         if kind == "hash":
-            dump += [f"{k.decode()}={v.decode()}" for k, v in client.hgetall(name).items()]
+            dump += [f"{as_text(k)}={as_text(v)}" for k, v in client.hgetall(name).items()]
         elif kind == "string":
-            dump.append((client.get(name) or b"").decode())
+            dump.append(as_text(client.get(name) or b""))
     names = [name.decode() for name in client.scan_iter(match="*")]
     text = "\n".join(dump)
     minted = set(fleet.stored())

@@ -168,7 +168,9 @@ def test_trace_id_comes_back_and_goes_upstream(stub: pb_grpc.ApiKeyServiceStub) 
         timeout=10,
     )
     trailing = dict(call.trailing_metadata())
-    assert trailing["x-cloud-trace-context"].startswith(trace + "/")
+    echoed = trailing["x-cloud-trace-context"]
+    assert isinstance(echoed, str)
+    assert echoed.startswith(trace + "/")
 
 
 def test_a_trace_id_is_made_when_the_caller_sends_none(stub: pb_grpc.ApiKeyServiceStub) -> None:
@@ -179,6 +181,7 @@ def test_a_trace_id_is_made_when_the_caller_sends_none(stub: pb_grpc.ApiKeyServi
         pb.ListProjectApiKeysRequest(project_hash=DEMO_PROJECT), timeout=10
     )
     one, two = (dict(c.trailing_metadata())["x-cloud-trace-context"] for c in (first, second))
+    assert isinstance(one, str)
     assert len(one.split("/")[0]) == 32
     assert one != two
 

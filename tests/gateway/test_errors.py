@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
 
 import grpc
 import pytest
@@ -88,9 +90,9 @@ def test_upstream_failures_are_unavailable(
     stub: pb_grpc.ApiKeyServiceStub, admin: EmulatorAdmin, faults: dict[str, float], reason: str
 ) -> None:
     admin.faults(**faults)
-    for request, call in ((CREATE, stub.CreateProjectApiKey), (LIST, stub.ListProjectApiKeys)):
+    for call in (partial(stub.CreateProjectApiKey, CREATE), partial(stub.ListProjectApiKeys, LIST)):
         with pytest.raises(grpc.RpcError) as caught:
-            call(request, timeout=20)
+            call(timeout=20)
         error = decode(caught.value)
         assert error.code == grpc.StatusCode.UNAVAILABLE
         assert error.reason == reason
@@ -105,7 +107,7 @@ def test_http_429_is_resource_exhausted(stub: pb_grpc.ApiKeyServiceStub, admin: 
     assert error.reason == "UPSTREAM_RATE_LIMITED"
 
 
-def test_refused_connection_is_unreachable_and_a_create_is_tried_again(ssh_key_file: object) -> None:
+def test_refused_connection_is_unreachable_and_a_create_is_tried_again(ssh_key_file: Path) -> None:
     with socket.socket() as placeholder:
         placeholder.bind(("127.0.0.1", 0))
         closed_port = placeholder.getsockname()[1]
@@ -126,8 +128,6 @@ def test_refused_connection_is_unreachable_and_a_create_is_tried_again(ssh_key_f
 
 
 def test_unregistered_signing_key_is_failed_precondition(stack: Stack, tmp_path: object) -> None:
-    from pathlib import Path
-
     stranger = Path(str(tmp_path)) / "stranger_ed25519"
     write_ssh_key(stranger)
     gateway = start_gateway(f"http://{stack.emulator.address}", stranger)

@@ -37,6 +37,7 @@ MIB = 1024 * 1024
 class Op(Enum):
     """The four Encord calls the gateway makes: (query_type, query_method)."""
 
+    _value_: tuple[str, str]
     PROJECT_CREATE = ("projectapikey", "POST")
     PROJECT_LIST = ("projectapikey", "GET")
     DATASET_CREATE = ("datasetapikey", "POST")
@@ -409,7 +410,7 @@ MODES: list[Mode] = [
 ]
 
 # A string shaped like an API key, answered where an error code belongs; it must not be echoed anywhere.
-KEY_AS_ERROR = "Kq7" + secrets.token_urlsafe(30)
+KEY_AS_ERROR: str = "Kq7" + secrets.token_urlsafe(30)
 
 
 def _chunked(body: bytes, size: int = 64 * 1024) -> bytes:

@@ -25,12 +25,16 @@ CALLER = {
 def test_a_deleted_audit_file_is_recreated_and_gets_the_next_records(tmp_path: Path) -> None:
     with secured_stack(tmp_path, [CALLER], mutual=False) as gateway:
         stub = gateway.stub(token=TOKEN)
-        request = pb.CreateProjectApiKeyRequest(project_hash=DEMO_PROJECT, title="before", scopes=[1])
+        request = pb.CreateProjectApiKeyRequest(
+            project_hash=DEMO_PROJECT, title="before", scopes=[pb.API_KEY_SCOPE_LABEL_READ]
+        )
         assert call(stub.CreateProjectApiKey, request).code == grpc.StatusCode.OK
         gateway.audit_log.unlink()  # a clean-up job, or an operator, removed it
         after = call(
             stub.CreateProjectApiKey,
-            pb.CreateProjectApiKeyRequest(project_hash=DEMO_PROJECT, title="after", scopes=[1]),
+            pb.CreateProjectApiKeyRequest(
+                project_hash=DEMO_PROJECT, title="after", scopes=[pb.API_KEY_SCOPE_LABEL_READ]
+            ),
         )
         assert after.code == grpc.StatusCode.OK
         assert gateway.audit_log.exists()

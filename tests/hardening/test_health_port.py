@@ -36,7 +36,7 @@ def test_the_health_port_serves_health_only_and_reads_the_same_status(tmp_path: 
                 pb_grpc.ApiKeyServiceStub(channel).ListProjectApiKeys(
                     pb.ListProjectApiKeysRequest(project_hash=DEMO_PROJECT), timeout=5
                 )
-            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 def test_a_health_address_that_cannot_be_bound_stops_start_up(tmp_path: Path) -> None:

@@ -156,8 +156,8 @@ def call(gateway: Gateway, upstream: MaliciousUpstream, method: str, mode: Mode 
     try:
         answer = rpc(request, metadata=metadata, timeout=timeout)
     except grpc.RpcError as exc:
-        code = exc.code()  # type: ignore[attr-defined]
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED and not exc.trailing_metadata():  # type: ignore[attr-defined]
+        code = exc.code()
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED and not exc.trailing_metadata():
             return Outcome(method, trace_id, code)  # the caller's own deadline: no status from the gateway
         error = decode(exc)
         return Outcome(method, trace_id, code, error.reason, error.message, error.metadata)

@@ -45,7 +45,9 @@ def test_a_list_that_reveals_keys_records_their_fingerprints_and_lookup_finds_it
     stub = gateway.stub(token=REVEALER_TOKEN)
     made = call(
         stub.CreateProjectApiKey,
-        pb.CreateProjectApiKeyRequest(project_hash=DEMO_PROJECT, title="seen", scopes=[1]),
+        pb.CreateProjectApiKeyRequest(
+            project_hash=DEMO_PROJECT, title="seen", scopes=[pb.API_KEY_SCOPE_LABEL_READ]
+        ),
     )
     assert made.code == grpc.StatusCode.OK
     listed = call(stub.ListProjectApiKeys, LIST)

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pytest
@@ -101,8 +102,8 @@ def run_phase(stack: ReliabilityStack, stub: pb_grpc.ApiKeyServiceStub, phase: P
             timeout=DEADLINE_S,
         )
 
-    work: list[Callable[[], Outcome]] = [lambda n=n: create(n) for n in range(phase.creates)]
-    work += [lambda n=n: list_keys(n) for n in range(phase.lists)]
+    work: list[Callable[[], Outcome]] = [partial(create, n) for n in range(phase.creates)]
+    work += [partial(list_keys, n) for n in range(phase.lists)]
     order = sorted(range(len(work)), key=lambda i: (i * 7919) % len(work))  # creates and lists interleaved
     with ThreadPoolExecutor(phase.threads) as pool:
         outcomes = list(pool.map(lambda i: work[i](), order))
@@ -243,8 +244,13 @@ def test_a_dropped_answer_after_the_key_was_stored_is_reported_as_unknown(ledger
         assert stack.proxy is not None
         stub = stack.stub(channel)
         answers: dict[str, Outcome] = {}
-        for fault in ("drop_after", "garbage_after", "gateway_timeout_after"):
-            stack.proxy.faults = ProxyFaults(**{fault: 1.0})
+        each = {
+            "drop_after": ProxyFaults(drop_after=1.0),
+            "garbage_after": ProxyFaults(garbage_after=1.0),
+            "gateway_timeout_after": ProxyFaults(gateway_timeout_after=1.0),
+        }
+        for fault, faults in each.items():
+            stack.proxy.faults = faults
             request = pb.CreateProjectApiKeyRequest(
                 project_hash=stack.projects[0],
                 title=f"lost answer {fault}",

@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 import pytest
 from encord_gateway_client.v1 import api_keys_pb2 as pb
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -40,7 +41,7 @@ MAX_TITLE = 255
 TOKEN = "fuzz-caller-token-0123456789"
 SHORT = {"typed": 60, "raw": 60, "policy": 40}
 LONG = {"typed": 1500, "raw": 1000, "policy": 500}
-METHODS = {
+METHODS: dict[str, type[Message]] = {
     "CreateProjectApiKey": pb.CreateProjectApiKeyRequest,
     "ListProjectApiKeys": pb.ListProjectApiKeysRequest,
     "GetOrCreateProjectApiKey": pb.GetOrCreateProjectApiKeyRequest,
@@ -48,7 +49,7 @@ METHODS = {
     "ListDatasetApiKeys": pb.ListDatasetApiKeysRequest,
     "GetOrCreateDatasetApiKey": pb.GetOrCreateDatasetApiKeyRequest,
 }
-RESPONSES = {
+RESPONSES: dict[str, type[Message]] = {
     "CreateProjectApiKey": pb.ProjectApiKey,
     "ListProjectApiKeys": pb.ListProjectApiKeysResponse,
     "GetOrCreateProjectApiKey": pb.ProjectApiKey,
@@ -160,14 +161,15 @@ def typed_requests(draw: st.DrawFn, projects: list[str], datasets: list[str]) ->
         request: Any = pb.CreateProjectApiKeyRequest(
             project_hash=resource,
             title=draw(TITLES),
-            scopes=draw(PROJECT_SCOPES),
+            # Any int32 on purpose: the stub's enum type cannot say so, protobuf sends it as it is.
+            scopes=draw(PROJECT_SCOPES),  # type: ignore[arg-type]
             validate_only=validate_only,
         )
     elif method == "CreateDatasetApiKey":
         request = pb.CreateDatasetApiKeyRequest(
             dataset_hash=resource,
             title=draw(TITLES),
-            scopes=draw(DATASET_SCOPES),
+            scopes=draw(DATASET_SCOPES),  # type: ignore[arg-type]
             validate_only=validate_only,
         )
     elif method.startswith("GetOrCreate"):

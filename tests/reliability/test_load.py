@@ -105,8 +105,8 @@ def run_load(ledger: Ledger, name: str, calls: int, window: int) -> None:
         with stack.channel() as channel:
             stub = stack.stub(channel)
             prefill = []
-            for resource in range(RESOURCES // 2, RESOURCES):
-                project, dataset = stack.projects[resource], stack.datasets[resource]
+            for index in range(RESOURCES // 2, RESOURCES):
+                project, dataset = stack.projects[index], stack.datasets[index]
                 for n in range(PREFILL):
                     create_project = pb.CreateProjectApiKeyRequest(
                         project_hash=project, title=f"prefill {n}", scopes=[pb.API_KEY_SCOPE_LABEL_READ]
@@ -143,7 +143,7 @@ def run_load(ledger: Ledger, name: str, calls: int, window: int) -> None:
             created: dict[str, set[str]] = {}
             for outcome in outcomes:
                 if outcome.ok and outcome.kind.startswith(("create", "get_or_create")):
-                    resource = getattr(outcome.request, "project_hash", "") or outcome.request.dataset_hash
+                    resource = getattr(outcome.request, "project_hash", None) or outcome.request.dataset_hash
                     created.setdefault(resource, set()).add(outcome.response.api_key)
             listed: dict[str, set[str]] = {}
             for project in stack.projects:
@@ -152,10 +152,10 @@ def run_load(ledger: Ledger, name: str, calls: int, window: int) -> None:
                 )
                 listed[project] = {k.api_key for k in answer.api_keys}
             for dataset in stack.datasets:
-                answer = stub.ListDatasetApiKeys(
+                dataset_answer = stub.ListDatasetApiKeys(
                     pb.ListDatasetApiKeysRequest(dataset_hash=dataset), timeout=60
                 )
-                listed[dataset] = {k.api_key for k in answer.api_keys}
+                listed[dataset] = {k.api_key for k in dataset_answer.api_keys}
         stored = stack.emulator_stats()["keys"]
 
     counts = tally(outcomes[len(prefill) :])

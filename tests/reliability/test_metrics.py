@@ -242,8 +242,15 @@ def test_interceptor_counts_api_calls_in_flight_through_a_real_server(metrics: G
     server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            api = channel.unary_unary("/encord_gateway.v1.ApiKeyService/ListProjectApiKeys")
-            health = channel.unary_unary("/grpc.health.v1.Health/Check")
+            # No serializers: the handlers here take and give raw bytes.
+            api = channel.unary_unary(
+                "/encord_gateway.v1.ApiKeyService/ListProjectApiKeys",
+                request_serializer=None,
+                response_deserializer=None,
+            )
+            health = channel.unary_unary(
+                "/grpc.health.v1.Health/Check", request_serializer=None, response_deserializer=None
+            )
             calls = [
                 api.future(b"a", timeout=20),
                 api.future(b"b", timeout=20),
