@@ -32,7 +32,7 @@ class Case:
 
 def combinations(cases: list[Case]) -> list[tuple[Case, tuple[str, ...]]]:
     """Every subset of the layers a case has, each with its case: 2**3 or 2**2 rows per setting."""
-    rows = []
+    rows: list[tuple[Case, tuple[str, ...]]] = []
     for case in cases:
         layers = [layer for layer in LAYERS if layer != FILE or case.toml is not None]
         for n in range(len(layers) + 1):

@@ -10,6 +10,7 @@ from encord_gateway.emulator.options import Options
 def test_a_call_after_the_store_closed_is_a_503_that_says_nothing_was_done() -> None:
     emulator = InProcessEmulator(Options(port=0, quiet=True), log=lambda line: None)
     host, port = emulator.server.server_address[:2]
+    assert isinstance(host, str)
     try:
         # Shutdown closes the store once the server stops; a request accepted in between meets it closed.
         emulator.store.close()

@@ -120,7 +120,9 @@ def redis_entries(client: redis.Redis) -> dict[str, tuple[str, int]]:
     """Every key in the Redis (SCAN, as `redis-cli --scan` does): its value as text, and its TTL in ms."""
     entries: dict[str, tuple[str, int]] = {}
     for raw in client.scan_iter(count=1000):
-        kind = client.type(raw).decode()
+        kind_raw = client.type(raw)
+        assert isinstance(kind_raw, bytes)
+        kind = kind_raw.decode()
         if kind == "string":
             value: object = client.get(raw)
         elif kind == "hash":

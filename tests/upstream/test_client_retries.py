@@ -66,7 +66,9 @@ MakeClient = Callable[..., EncordClient]
 @pytest.fixture
 def key(tmp_path: Path) -> SigningKey:
     write_ssh_key(tmp_path / "key")
-    return load_signing_key(key_file=str(tmp_path / "key"), key_text=None, passphrase=None, source=None)
+    return load_signing_key(
+        key_file=str(tmp_path / "key"), key_text=None, passphrase=None, source="--ssh-key-file"
+    )
 
 
 @pytest.fixture

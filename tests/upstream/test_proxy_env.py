@@ -123,7 +123,9 @@ def test_an_unusable_proxy_is_a_setup_error_that_does_not_quote_it() -> None:
 
 def test_the_client_takes_its_proxy_from_proxy_env_only(tmp_path: Path) -> None:
     write_ssh_key(tmp_path / "key")
-    key = load_signing_key(key_file=str(tmp_path / "key"), key_text=None, passphrase=None, source=None)
+    key = load_signing_key(
+        key_file=str(tmp_path / "key"), key_text=None, passphrase=None, source="--ssh-key-file"
+    )
     plain = upstream.EncordClient("http://encord.internal", key)
     proxied = upstream.EncordClient(
         "http://encord.internal", key, proxy_env={"HTTP_PROXY": "http://proxy.internal:3128"}
