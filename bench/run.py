@@ -128,6 +128,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="what the SDK trusts over HTTPS: certifi's roots plus the bench certificate, as against "
         "api.encord.com (the SDK loads this bundle on every call), or the bench certificate alone",
     )
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="trace the gateway (OTEL_TRACES_EXPORTER=otlp, needs the tracing extra) to a loopback OTLP "
+        "collector that counts and drops the spans; compare with a run without it (tracing off)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, keys)")
     return parser.parse_args(argv)
 
@@ -352,6 +358,7 @@ def run_mode(
     extra: Sequence[str],
     emulator_cpus: str | None,
     gateway_cpus: str | None,
+    gateway_env: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     tls = mode == "https"
     mode_dir = workdir / mode
@@ -372,7 +379,13 @@ def run_mode(
             else [f"--state-url=sqlite:///{mode_dir / 'gateway-state.db'}"]
         )
         gateway = stack.start_gateway(
-            mode_dir, url, files["ssh_key"], files["bundle"] if tls else None, [*state, *extra], gateway_cpus
+            mode_dir,
+            url,
+            files["ssh_key"],
+            files["bundle"] if tls else None,
+            [*state, *extra],
+            gateway_cpus,
+            env=gateway_env,
         )
         log(f"{mode}: emulator {url} (pid {emulator.pid}), gateway {gateway.address} (pid {gateway.pid})")
         if "grpc-empty" in plan.paths:
@@ -472,6 +485,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_start = loadavg()
     emulator_cpus = chosen_cpus(args.emulator_cpus, 0)
     gateway_cpus = chosen_cpus(args.gateway_cpus, 1)
+    sink = None
+    if args.tracing:
+        from trace_sink import TraceSink  # only a traced run needs opentelemetry-proto
+
+        sink = TraceSink()
     try:
         files = prepare(workdir)
         files["sdk_bundle"] = files["bundle" if args.sdk_ca == "certifi" else "cert"]
@@ -491,11 +509,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 wait_idle(args.wait_idle, args.wait_max)
             load_before = loadavg()
             mode_cells, info = run_mode(
-                mode, plan, workdir, files, go_binary, args.gateway_arg, emulator_cpus, gateway_cpus
+                mode,
+                plan,
+                workdir,
+                files,
+                go_binary,
+                args.gateway_arg,
+                emulator_cpus,
+                gateway_cpus,
+                gateway_env=sink.env() if sink else None,
             )
             cells.extend(mode_cells)
             modes[mode] = {**info, "loadavg_before": load_before, "loadavg_after": loadavg()}
     finally:
+        if sink is not None:
+            sink.close()
         if args.keep:
             log(f"work directory kept: {workdir}")
         else:
@@ -527,6 +555,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "emulator_cpus": emulator_cpus,
             "gateway_cpus": gateway_cpus,
             "encord_sdk": _version("encord"),
+            # The gateway traced to a loopback collector (--tracing), and how many spans it received.
+            "tracing": bool(args.tracing),
+            "spans_exported": sink.spans if sink else None,
         },
         "skipped": skipped,
         "modes": modes,

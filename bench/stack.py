@@ -149,13 +149,14 @@ def start_gateway(
     ca_file: Path | None,
     extra: Sequence[str],
     cpus: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> Process:
     argv = cli_argv(
         "serve", "--listen", "127.0.0.1:0", "--encord-domain", url, "--ssh-key-file", str(key_file)
     )
     if ca_file:
         argv += ["--encord-ca-file", str(ca_file)]
-    return start("gateway", [*pinned(cpus), *argv, *extra], workdir / "gateway.log")
+    return start("gateway", [*pinned(cpus), *argv, *extra], workdir / "gateway.log", env)
 
 
 def start_empty_server(workdir: Path, read_keys: int, cpus: str | None = None) -> Process:

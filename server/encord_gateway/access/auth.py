@@ -182,9 +182,16 @@ class AuthInterceptor(_ServerInterceptor):
     """
 
     def __init__(
-        self, holder: PolicyHolder, *, mtls: bool, finish: Callable[[CallRecord], None] | None = None
+        self,
+        holder: PolicyHolder,
+        *,
+        mtls: bool,
+        finish: Callable[[CallRecord], None] | None = None,
+        trace_ids: Callable[[Sequence[tuple[str, Any]]], str] = incoming_trace_id,
     ) -> None:
         self._holder = holder
+        # The frame's: a refused call's trace id is the one its span (if traced) and answer carry.
+        self._trace_ids = trace_ids
         self._mtls = mtls
         # The frame's finish(): a refused call gets the same log line and observers (audit) as any other.
         self._finish = finish
@@ -273,7 +280,7 @@ class AuthInterceptor(_ServerInterceptor):
         caller: str = "",
     ) -> None:
         """Answers `error` without running the servicer; the call gets its log line (and audit record)."""
-        trace_id = incoming_trace_id(context.invocation_metadata())
+        trace_id = self._trace_ids(context.invocation_metadata())
         resource_hash = ""
         for field, kind in _HASH_FIELDS.items():
             if hasattr(request, field):

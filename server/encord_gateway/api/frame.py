@@ -35,14 +35,17 @@ class RpcFrame:
         observers: Sequence[CallObserver] = (),
         *,
         max_deadline_s: float | None = None,
+        trace_ids: Callable[[Sequence[tuple[str, str | bytes]]], str] = incoming_trace_id,
     ) -> None:
         self.default_deadline_s = default_deadline_s
         # A caller's hour-long deadline must not pin a worker thread to a hung upstream for an hour.
         self.max_deadline_s = max(max_deadline_s or default_deadline_s, default_deadline_s)
         self.observers = list(observers)
+        # The call's trace id from its metadata; with tracing on, its span's (tracing.otel.Tracing.trace_id).
+        self.trace_ids = trace_ids
 
     def begin(self, method: str, context: grpc.ServicerContext) -> CallRecord:
-        trace_id = incoming_trace_id(context.invocation_metadata())
+        trace_id = self.trace_ids(context.invocation_metadata())
         remaining = context.time_remaining()
         # grpc reports no deadline as None (or, on some versions, as a huge number).
         seconds = self.default_deadline_s if remaining is None or remaining > 1e8 else remaining

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import grpc
 import requests
@@ -24,12 +24,15 @@ from encord_gateway.api.reflection import enable_reflection
 from encord_gateway.api.servicer import SERVICE_NAME, ApiKeyServicer
 from encord_gateway.api.store_watch import StoreWatch
 from encord_gateway.config import ConfigError, Settings, split_host_port
-from encord_gateway.context import CallObserver
+from encord_gateway.context import CallObserver, incoming_trace_id
 from encord_gateway.logs import FIELDS
 from encord_gateway.state import StateConfigError, StateUnavailable, open_store
 from encord_gateway.upstream.client import EncordClient, RetryPolicy, UpstreamCall
 from encord_gateway.upstream.operations import KeyOperations
 from encord_gateway.upstream.signing import SigningKey
+
+if TYPE_CHECKING:  # imported only when tracing is on, by whoever built it
+    from encord_gateway.api.tracing.otel import Tracing
 
 log = logging.getLogger(__name__)
 _WORKERS = "rpc"  # the handler threads' name prefix
@@ -53,8 +56,12 @@ class GatewayServer:
         security: Security | None = None,
         on_attempt: Callable[[UpstreamCall, float, str], None] | None = None,
         on_request_id_event: Callable[[str], None] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
+        if tracing is not None:
+            on_attempt = _each(tracing.upstream_attempt, on_attempt)
+            observers = [*observers, tracing]
         self.security = security
         verify: Literal[True] | str = settings.encord_ca_file or True
         self.client = EncordClient(
@@ -69,7 +76,10 @@ class GatewayServer:
         )
         audit_observers: list[CallObserver] = [security.audit] if security and security.audit else []
         self.frame = RpcFrame(
-            settings.default_deadline, [*observers, *audit_observers], max_deadline_s=settings.max_deadline
+            settings.default_deadline,
+            [*observers, *audit_observers],
+            max_deadline_s=settings.max_deadline,
+            trace_ids=tracing.trace_id if tracing is not None else incoming_trace_id,
         )
         if security is not None:
             # Innermost, wrapping the handler itself: the interceptors given (metrics' in-flight gauge)
@@ -77,7 +87,9 @@ class GatewayServer:
             mutual = security.tls is not None and security.tls.mutual
             interceptors = [
                 *interceptors,
-                AuthInterceptor(security.holder, mtls=mutual, finish=self.frame.finish),
+                AuthInterceptor(
+                    security.holder, mtls=mutual, finish=self.frame.finish, trace_ids=self.frame.trace_ids
+                ),
             ]
             gatekeeper = gatekeeper or Gatekeeper(security.holder, security.audit, security.limits)
             if credentials is None and security.tls is not None:
@@ -113,6 +125,9 @@ class GatewayServer:
         self.store_watch = StoreWatch(self.store, self.health)
         self._stopping = threading.Event()
         self._executor = futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix=_WORKERS)
+        if tracing is not None:
+            # Outermost: the server span covers authentication, and refused calls have one too.
+            interceptors = [tracing.interceptor(), *interceptors]
         self._server = grpc.server(
             self._executor,
             interceptors=list(interceptors),
@@ -240,6 +255,20 @@ class GatewayServer:
 
 class HealthPortError(OSError):
     """--health-listen could not be bound (the main port was, and is closed again)."""
+
+
+def _each(
+    first: Callable[[UpstreamCall, float, str], None], then: Callable[[UpstreamCall, float, str], None] | None
+) -> Callable[[UpstreamCall, float, str], None]:
+    """One on_attempt callback that calls both (tracing's, then metrics')."""
+    if then is None:
+        return first
+
+    def both(call: UpstreamCall, elapsed_s: float, outcome: str) -> None:
+        first(call, elapsed_s, outcome)
+        then(call, elapsed_s, outcome)
+
+    return both
 
 
 def _joined(host: str, port: int) -> str:

@@ -32,6 +32,9 @@ from encord_gateway.access.tls import server_tls
 from encord_gateway.api.metrics import GatewayMetrics
 from encord_gateway.api.metrics_fleet import share_values
 from encord_gateway.api.server import GatewayServer, HealthPortError
+from encord_gateway.api.tracing import TracingConfig
+from encord_gateway.api.tracing import load as tracing_load
+from encord_gateway.api.tracing import start as tracing_start
 from encord_gateway.state import StateConfigError, StateUnavailable
 from encord_gateway.upstream.client import UpstreamSetupError
 from encord_gateway.upstream.signing import SigningKeyError, load_signing_key
@@ -100,19 +103,23 @@ def configure(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[config.
 def run(args: argparse.Namespace) -> int:
     try:
         settings, policy = configure(args, os.environ)
+        # The standard OTEL_* variables, not the gateway's own: they have no flag and no TOML key.
+        traced = TracingConfig.from_env(os.environ)
     except config.ConfigError as exc:
         return fail(str(exc))
     logs.configure(settings.log_level)
     if getattr(args, "check", False) or getattr(args, "check_upstream", False):
-        return check(settings, policy, upstream=bool(getattr(args, "check_upstream", False)))
+        return check(settings, policy, upstream=bool(getattr(args, "check_upstream", False)), traced=traced)
     if settings.processes > 1:
-        # Here, before any gRPC object exists: the supervisor forks the workers, each a serve() below.
+        # Here, before any gRPC object exists: the supervisor forks the workers, each a serve() below
+        # (each with its own exporter threads, started after the fork).
         from encord_gateway.cli.processes import supervise
 
         return supervise(
-            settings, lambda worker, say, shared: serve(args, worker, policy, say, settings, shared)
+            settings,
+            lambda worker, say, shared: serve(args, worker, policy, say, settings, shared, traced=traced),
         )
-    return serve(args, settings, policy, _print_line, settings)
+    return serve(args, settings, policy, _print_line, settings, traced=traced)
 
 
 def _print_line(line: str) -> None:
@@ -126,6 +133,8 @@ def serve(
     announce: Callable[[str], None],
     configured: config.Settings,
     metrics_dir: str | None = None,
+    *,
+    traced: TracingConfig | None = None,
 ) -> int:
     """One gateway process: `announce` prints (or reports to a supervisor) `listening on ...`; reloads
     compare with the `configured` settings (a worker's own differ in the address and CPUs it was given).
@@ -156,6 +165,11 @@ def serve(
         )
     except SigningKeyError as exc:
         return fail(str(exc))
+    try:
+        # Only now, and only when asked for, is OpenTelemetry imported.
+        tracing = tracing_start(traced) if traced is not None else None
+    except config.ConfigError as exc:
+        return fail(str(exc))
     if metrics_dir is not None:
         share_values(metrics_dir)
         metrics: GatewayMetrics | None = GatewayMetrics(process=False)
@@ -170,6 +184,7 @@ def serve(
             interceptors=[metrics.interceptor()] if metrics else [],
             on_attempt=metrics.upstream_attempt if metrics else None,
             on_request_id_event=metrics.request_id_event if metrics else None,
+            tracing=tracing,
         )
     except (UpstreamSetupError, config.ConfigError) as exc:
         return fail(str(exc))
@@ -212,6 +227,8 @@ def serve(
     )
     if metrics is not None:
         metrics.close()
+    if tracing is not None:
+        tracing.shutdown()  # the spans still queued, the last calls' among them
     if stuck:
         # A normal exit would wait for them (the thread pool joins its workers at interpreter exit),
         # holding the process until their upstream deadline; their callers are already cut off.
@@ -267,7 +284,9 @@ def reload(args: argparse.Namespace, running: config.Settings, security: Securit
 # serve --check ------------------------------------------------------------------------------------------
 
 
-def check(settings: config.Settings, policy: Policy, *, upstream: bool) -> int:
+def check(
+    settings: config.Settings, policy: Policy, *, upstream: bool, traced: TracingConfig | None = None
+) -> int:
     """What start-up would refuse, without binding a port; a summary without a secret on stdout."""
     try:
         server_tls(settings)
@@ -282,6 +301,8 @@ def check(settings: config.Settings, policy: Policy, *, upstream: bool) -> int:
             source=settings.ssh_key_source,
         )
         store = _reach_store(settings)
+        if traced is not None:
+            tracing_load()  # the extra is installed
         encord = _reach_encord(settings) if upstream else "not contacted (--check-upstream to)"
     except (config.ConfigError, SigningKeyError) as exc:
         return fail(str(exc))
@@ -306,6 +327,7 @@ def check(settings: config.Settings, policy: Policy, *, upstream: bool) -> int:
         f"state store: {store}",
         f"metrics: {settings.metrics_listen or 'off'}",
         f"health: {settings.health_listen or 'off'}",
+        f"tracing: {traced.describe() if traced is not None else 'off'}",
         f"encord: {settings.encord_domain} {encord}",
     ]
     print("\n".join(lines), flush=True)
