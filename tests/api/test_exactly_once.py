@@ -8,64 +8,24 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent import futures
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
-from encord_gateway.dev.devstack import Service, write_fixture, write_ssh_key
 from encord_gateway_client import GatewayClient
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
-from reliability.harness import FaultProxy, reason_of, retry_delay, start_emulator, start_gateway, stored_keys
+from reliability.harness import reason_of, retry_delay, stored_keys
+from support.lossy import PROJECT, LossyStack, lossy_stack
 
-PROJECT = "6ac8a6a4-6a64-4d4b-9a1c-3f1e3c2b9d10"
 READ = [pb.API_KEY_SCOPE_LABEL_READ]
 
 
-@dataclass
-class Stack:
-    workdir: Path
-    key_file: Path
-    state: Path
-    emulator: Service
-    proxy: FaultProxy
-    gateway: Service
-
-    def restart_gateway(self, *args: str) -> None:
-        self.gateway.stop()
-        self.gateway = _gateway(self, *args)
-
-    def stored_titles(self) -> Counter[str]:
-        return Counter(title for _, title in stored_keys(self.state).values())
-
-
-def _gateway(stack: Stack, *args: str) -> Service:
-    state_url = f"sqlite:///{stack.workdir / 'gateway-state.db'}"
-    return start_gateway(
-        stack.workdir,
-        stack.key_file,
-        stack.proxy.url,
-        args=["--state-url", state_url, "--reconcile-after", "0.2", *args],
-    )
-
-
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    key_file = tmp_path / "gateway_ed25519"
-    fixture = tmp_path / "fixture.toml"
-    write_fixture(fixture, write_ssh_key(key_file), projects=[PROJECT], datasets=[])
-    state = tmp_path / "emulator.sqlite"
-    emulator = start_emulator(tmp_path, fixture, state=state)
-    proxy = FaultProxy(emulator.address)
-    running = Stack(tmp_path, key_file, state, emulator, proxy, None)  # type: ignore[arg-type]
-    running.gateway = _gateway(running)
-    try:
+def stack(tmp_path: Path) -> Iterator[LossyStack]:
+    state_url = f"sqlite:///{tmp_path / 'gateway-state.db'}"
+    with lossy_stack(tmp_path, "--state-url", state_url, "--reconcile-after", "0.2") as running:
         yield running
-    finally:
-        running.gateway.stop()
-        proxy.close()
-        emulator.stop()
 
 
 def create(
@@ -78,7 +38,7 @@ def create(
     return answer, dict(call.trailing_metadata() or ())
 
 
-def test_a_retry_with_the_same_id_replays_the_same_key(stack: Stack) -> None:
+def test_a_retry_with_the_same_id_replays_the_same_key(stack: LossyStack) -> None:
     request_id = str(uuid.uuid4())
     with grpc.insecure_channel(stack.gateway.address) as channel:
         stub = pb_grpc.ApiKeyServiceStub(channel)
@@ -88,14 +48,14 @@ def test_a_retry_with_the_same_id_replays_the_same_key(stack: Stack) -> None:
     assert second.api_key == first.api_key
     assert "encord-gateway-replayed" not in first_trailers
     assert second_trailers.get("encord-gateway-replayed") == "true"
-    assert stack.stored_titles()["replayed key"] == 1
+    assert stack.titles()["replayed key"] == 1
     lines = [json.loads(line) for line in (stack.workdir / "audit.jsonl").read_text().splitlines()]
     creates = [line for line in lines if line["method"] == "CreateProjectApiKey"]
     assert [(c["created"], c["replayed"]) for c in creates] == [(True, False), (False, True)]
     assert {c["fingerprint"] for c in creates} == {first.fingerprint}
 
 
-def test_the_same_id_with_another_request_is_refused_and_nothing_is_sent(stack: Stack) -> None:
+def test_the_same_id_with_another_request_is_refused_and_nothing_is_sent(stack: LossyStack) -> None:
     request_id = str(uuid.uuid4())
     with grpc.insecure_channel(stack.gateway.address) as channel:
         stub = pb_grpc.ApiKeyServiceStub(channel)
@@ -106,23 +66,23 @@ def test_the_same_id_with_another_request_is_refused_and_nothing_is_sent(stack: 
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert reason_of(refused.value) == "REQUEST_ID_REUSED"
     assert stack.proxy.forwarded == sent
-    assert stack.stored_titles()["another title"] == 0
+    assert stack.titles()["another title"] == 0
 
 
 @pytest.mark.parametrize(
     "bad", ["not-a-uuid", "00000000-0000-0000-0000-000000000000", str(uuid.uuid4()).upper()]
 )
-def test_a_malformed_request_id_is_invalid_argument(stack: Stack, bad: str) -> None:
+def test_a_malformed_request_id_is_invalid_argument(stack: LossyStack, bad: str) -> None:
     with grpc.insecure_channel(stack.gateway.address) as channel:
         stub = pb_grpc.ApiKeyServiceStub(channel)
         with pytest.raises(grpc.RpcError) as refused:
             create(stub, "never made", bad)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "request_id" in (refused.value.details() or "")
-    assert stack.stored_titles()["never made"] == 0
+    assert stack.titles()["never made"] == 0
 
 
-def test_eight_concurrent_calls_with_one_id_make_one_key(stack: Stack) -> None:
+def test_eight_concurrent_calls_with_one_id_make_one_key(stack: LossyStack) -> None:
     request_id = str(uuid.uuid4())
     with grpc.insecure_channel(stack.gateway.address) as channel:
         stub = pb_grpc.ApiKeyServiceStub(channel)
@@ -138,7 +98,7 @@ def test_eight_concurrent_calls_with_one_id_make_one_key(stack: Stack) -> None:
     refused = [a for a in answers if "/" in a]
     assert set(refused) <= {"ABORTED/REQUEST_IN_PROGRESS"}
     assert len(set(answers) - set(refused)) == 1
-    assert stack.stored_titles()["contended"] == 1
+    assert stack.titles()["contended"] == 1
 
 
 def retry_until_answered(stub: pb_grpc.ApiKeyServiceStub, title: str, request_id: str) -> pb.ProjectApiKey:
@@ -154,7 +114,7 @@ def retry_until_answered(stub: pb_grpc.ApiKeyServiceStub, title: str, request_id
     raise AssertionError(f"{title} was never answered: {seen}")
 
 
-def test_lost_answers_retried_with_their_ids_make_exactly_one_key_each(stack: Stack) -> None:
+def test_lost_answers_retried_with_their_ids_make_exactly_one_key_each(stack: LossyStack) -> None:
     stack.proxy.faults.drop_after = 0.3
     with grpc.insecure_channel(stack.gateway.address) as channel:
         stub = pb_grpc.ApiKeyServiceStub(channel)
@@ -171,7 +131,7 @@ def test_lost_answers_retried_with_their_ids_make_exactly_one_key_each(stack: St
         assert stored[key.api_key][1] == title
 
 
-def test_a_lost_answer_is_reconciled_after_a_gateway_restart(stack: Stack) -> None:
+def test_a_lost_answer_is_reconciled_after_a_gateway_restart(stack: LossyStack) -> None:
     request_id = str(uuid.uuid4())
     stack.proxy.faults.only_bodies_with = b'"query_method": "POST"'
     stack.proxy.faults.drop_after = 1.0
@@ -179,15 +139,15 @@ def test_a_lost_answer_is_reconciled_after_a_gateway_restart(stack: Stack) -> No
         create(pb_grpc.ApiKeyServiceStub(channel), "across a restart", request_id)
     assert lost.value.code() == grpc.StatusCode.UNAVAILABLE
     stack.proxy.faults.drop_after = 0.0
-    assert stack.stored_titles()["across a restart"] == 1  # Encord made it; the answer was lost
+    assert stack.titles()["across a restart"] == 1  # Encord made it; the answer was lost
     stack.restart_gateway()
     with grpc.insecure_channel(stack.gateway.address) as channel:
         key = retry_until_answered(pb_grpc.ApiKeyServiceStub(channel), "across a restart", request_id)
-    assert stack.stored_titles()["across a restart"] == 1
+    assert stack.titles()["across a restart"] == 1
     assert stored_keys(stack.state)[key.api_key][1] == "across a restart"
 
 
-def test_the_python_client_retries_lost_creates_under_one_id_to_exactly_one_key(stack: Stack) -> None:
+def test_the_python_client_retries_lost_creates_under_one_id_to_exactly_one_key(stack: LossyStack) -> None:
     stack.proxy.faults.only_bodies_with = b'"query_method": "POST"'
     stack.proxy.faults.drop_after = 0.5
     titles = [f"client {n}" for n in range(10)]
@@ -200,8 +160,8 @@ def test_the_python_client_retries_lost_creates_under_one_id_to_exactly_one_key(
     assert [stored[key.api_key][1] for key in keys] == titles
 
 
-def test_two_gateways_sharing_one_sqlite_store_make_one_key_for_one_id(stack: Stack) -> None:
-    second = _gateway(stack)
+def test_two_gateways_sharing_one_sqlite_store_make_one_key_for_one_id(stack: LossyStack) -> None:
+    second = stack.another_gateway()
     request_id = str(uuid.uuid4())
     try:
         with (
@@ -216,11 +176,11 @@ def test_two_gateways_sharing_one_sqlite_store_make_one_key_for_one_id(stack: St
     finally:
         second.stop()
     assert len({key.api_key for key in keys}) == 1
-    assert stack.stored_titles()["shared"] == 1
+    assert stack.titles()["shared"] == 1
 
 
-def test_two_gateways_sharing_one_sqlite_store_mint_one_master_key(stack: Stack) -> None:
-    second = _gateway(stack)
+def test_two_gateways_sharing_one_sqlite_store_mint_one_master_key(stack: LossyStack) -> None:
+    second = stack.another_gateway()
     try:
         with (
             grpc.insecure_channel(stack.gateway.address) as first_channel,
@@ -235,11 +195,11 @@ def test_two_gateways_sharing_one_sqlite_store_mint_one_master_key(stack: Stack)
     finally:
         second.stop()
     assert len({key.api_key for key in keys}) == 1
-    assert stack.stored_titles()[f"{PROJECT} - admin key"] == 1
+    assert stack.titles()[f"{PROJECT} - admin key"] == 1
 
 
 @pytest.mark.slow
-def test_500_creates_with_30_percent_of_answers_lost_make_500_keys(stack: Stack) -> None:
+def test_500_creates_with_30_percent_of_answers_lost_make_500_keys(stack: LossyStack) -> None:
     stack.proxy.faults.only_bodies_with = b'"query_method": "POST"'
     stack.proxy.faults.drop_after = 0.3
     titles = [f"bulk {n}" for n in range(500)]

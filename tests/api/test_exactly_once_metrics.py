@@ -6,55 +6,41 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
 import requests
-from api.test_exactly_once import PROJECT, READ, create
+from api.test_exactly_once import READ, create
 from encord_gateway.api.exactly_once import EVENTS
 from encord_gateway.api.metrics import GatewayMetrics
 from encord_gateway.dev.devstack import Service, write_fixture, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from prometheus_client.parser import text_string_to_metric_families
-from reliability.harness import FaultProxy, reason_of, retry_delay, start_emulator, start_gateway, stored_keys
+from reliability.harness import metrics_address, reason_of, retry_delay, start_emulator, start_gateway
+from support.lossy import PROJECT, LossyStack, lossy_stack
 
 # Long enough that a retry sent at once falls inside it, short enough to wait out a few times.
 RECONCILE_AFTER_S = 1.0
 
 
-@dataclass
-class Stack:
-    workdir: Path
-    state: Path
-    emulator: Service
-    proxy: FaultProxy
-    gateway: Service
+def samples(gateway: Service) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every request_id sample on the gateway's /metrics page, by name and labels."""
+    address = metrics_address(gateway)
+    assert address is not None, "the gateway printed no `metrics on` line"
+    page = requests.get(f"http://{address}/metrics", timeout=10)
+    page.raise_for_status()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(page.text)
+        for sample in family.samples
+        if sample.name.startswith("encord_gateway_request_id_") and sample.name.endswith("_total")
+    }
 
-    @property
-    def metrics_address(self) -> str:
-        line = next(x for x in self.gateway.output if x.startswith("metrics on "))
-        return line.split()[-1]
 
-    def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """Every request_id sample on the gateway's /metrics page, by name and labels."""
-        page = requests.get(f"http://{self.metrics_address}/metrics", timeout=10)
-        page.raise_for_status()
-        return {
-            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(page.text)
-            for sample in family.samples
-            if sample.name.startswith("encord_gateway_request_id_") and sample.name.endswith("_total")
-        }
-
-    def emulator_faults(self, **settings: object) -> None:
-        answer = requests.put(f"http://{self.emulator.address}/_emulator/faults", json=settings, timeout=10)
-        assert answer.status_code == 200, answer.text
-
-    def stored(self, title: str) -> int:
-        return sum(1 for _, stored_title in stored_keys(self.state).values() if stored_title == title)
+def stored(stack: LossyStack, title: str) -> int:
+    return stack.titles()[title]
 
 
 def replays(n: float) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -70,28 +56,15 @@ def store_errors(n: float) -> dict[tuple[str, tuple[tuple[str, str], ...]], floa
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    key_file = tmp_path / "gateway_ed25519"
-    fixture = tmp_path / "fixture.toml"
-    write_fixture(fixture, write_ssh_key(key_file), projects=[PROJECT], datasets=[])
-    state = tmp_path / "emulator.sqlite"
-    emulator = start_emulator(tmp_path, fixture, state=state)
-    proxy = FaultProxy(emulator.address)
-    gateway = start_gateway(  # with --metrics-listen 127.0.0.1:0
-        tmp_path,
-        key_file,
-        proxy.url,
-        args=["--state-url", f"sqlite:///{tmp_path / 'gateway-state.db'}", "--reconcile-after", "1.0"],
-    )
-    try:
-        yield Stack(tmp_path, state, emulator, proxy, gateway)
-    finally:
-        gateway.stop()
-        proxy.close()
-        emulator.stop()
+def stack(tmp_path: Path) -> Iterator[LossyStack]:
+    state_url = f"sqlite:///{tmp_path / 'gateway-state.db'}"
+    with lossy_stack(
+        tmp_path, "--state-url", state_url, "--reconcile-after", str(RECONCILE_AFTER_S)
+    ) as running:
+        yield running
 
 
-def _lose_answer(stack: Stack, stub: pb_grpc.ApiKeyServiceStub, title: str, request_id: str) -> None:
+def _lose_answer(stack: LossyStack, stub: pb_grpc.ApiKeyServiceStub, title: str, request_id: str) -> None:
     with pytest.raises(grpc.RpcError) as lost:
         create(stub, title, request_id)
     assert lost.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -107,8 +80,8 @@ def _retry_after_settling(stub: pb_grpc.ApiKeyServiceStub, title: str, request_i
     return create(stub, title, request_id)[0]
 
 
-def test_replays_conflicts_and_reconciliations_are_counted(stack: Stack) -> None:
-    start = stack.samples()
+def test_replays_conflicts_and_reconciliations_are_counted(stack: LossyStack) -> None:
+    start = samples(stack.gateway)
     # Every series is there from the start, at zero.
     assert start == {
         **replays(0),
@@ -136,16 +109,16 @@ def test_replays_conflicts_and_reconciliations_are_counted(stack: Stack) -> None
         _lose_answer(stack, stub, "adopted", adopted_id)
         stack.proxy.faults.drop_after = 0.0
         adopted = _retry_after_settling(stub, "adopted", adopted_id)
-        assert stack.stored("adopted") == 1
+        assert stored(stack, "adopted") == 1
 
         # The emulator drops the create before storing it: the retry finds nothing and sends it again.
         stack.emulator_faults(drop_rate=1.0, match_query_method="POST")
         resent_id = str(uuid.uuid4())
         _lose_answer(stack, stub, "resent", resent_id)
         stack.emulator_faults()
-        assert stack.stored("resent") == 0
+        assert stored(stack, "resent") == 0
         resent = _retry_after_settling(stub, "resent", resent_id)
-        assert stack.stored("resent") == 1
+        assert stored(stack, "resent") == 1
 
         # A lost answer, then someone else makes an identical key: two candidates, none returned.
         stack.proxy.faults.drop_after = 1.0
@@ -162,7 +135,7 @@ def test_replays_conflicts_and_reconciliations_are_counted(stack: Stack) -> None
         # A replay of an adopted key counts as a replay; the adoption itself did not.
         assert create(stub, "adopted", adopted_id)[0].fingerprint == adopted.fingerprint
         assert resent.fingerprint
-    assert stack.samples() == {
+    assert samples(stack.gateway) == {
         **replays(2),
         **labelled("reconciliations", adopted=1, resent=1, ambiguous=1),
         **labelled("conflicts", reused=1, in_progress=3),
@@ -180,7 +153,6 @@ def test_a_state_store_that_cannot_be_reached_is_counted(tmp_path: Path) -> None
     emulator = start_emulator(tmp_path, fixture, state=tmp_path / "emulator.sqlite")
     args = ["--state-url", f"redis://127.0.0.1:{closed_port}/0"]
     gateway = start_gateway(tmp_path, key_file, f"http://{emulator.address}", args=args)
-    running = Stack(tmp_path, tmp_path / "emulator.sqlite", emulator, None, gateway)  # type: ignore[arg-type]
     try:
         with grpc.insecure_channel(gateway.address) as channel:
             stub = pb_grpc.ApiKeyServiceStub(channel)
@@ -192,12 +164,12 @@ def test_a_state_store_that_cannot_be_reached_is_counted(tmp_path: Path) -> None
             stub.CreateProjectApiKey(
                 pb.CreateProjectApiKeyRequest(project_hash=PROJECT, title="no id", scopes=READ), timeout=20
             )
-        samples = running.samples()
+        counted = samples(gateway)
     finally:
         gateway.stop()
         emulator.stop()
-    assert samples[("encord_gateway_request_id_store_errors_total", ())] == 2
-    assert samples[("encord_gateway_request_id_replays_total", ())] == 0
+    assert counted[("encord_gateway_request_id_store_errors_total", ())] == 2
+    assert counted[("encord_gateway_request_id_replays_total", ())] == 0
 
 
 def test_every_event_moves_exactly_one_counter() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import requests
+import tomli_w
 from auth.pki import Authority, Issued
 from encord_gateway.dev.devstack import Service, Stack, running_stack
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
@@ -25,23 +26,8 @@ def sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
-    return "[" + ", ".join(toml_value(v) for v in value) + "]"
-
-
 def callers_toml(callers: Sequence[dict[str, Any]]) -> str:
-    blocks = []
-    for caller in callers:
-        blocks.append("[[callers]]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in caller.items()))
-    return "\n".join(blocks)
+    return tomli_w.dumps({"callers": list(callers)})
 
 
 def new_trace() -> str:

@@ -276,7 +276,7 @@ def admitted_with_access(
         if method.startswith("List"):
             access = gatekeeper.read(rec, intent)
         else:
-            with gatekeeper.mint(rec, intent) as minting:
+            with gatekeeper.mint(rec, intent, validate_only=False) as minting:
                 minting.key("the-minted-key", intent.scopes, created=True)
     finally:
         PRINCIPAL.reset(token)
@@ -327,7 +327,7 @@ def test_a_master_key_needs_the_whole_ceiling() -> None:
     gatekeeper = Gatekeeper(PolicyHolder(policy))
     rec = record("GetOrCreateProjectApiKey")
     token = PRINCIPAL.set(Principal("admin", policy.callers[0], "token"))
-    master = gatekeeper.mint(rec, KeyIntent.project(PROJECT, "t", ALL_PROJECT_SCOPES))
+    master = gatekeeper.mint(rec, KeyIntent.project(PROJECT, "t", ALL_PROJECT_SCOPES), validate_only=False)
     try:
         gatekeeper.read(rec, KeyIntent.project(PROJECT))  # reading is fine; minting a master key is not
         with pytest.raises(
@@ -410,7 +410,7 @@ def test_validate_only_mints_nothing_and_is_marked() -> None:
     rec = record("CreateProjectApiKey")
     token = PRINCIPAL.set(Principal("admin", caller("admin"), "token"))
     try:
-        with gatekeeper.mint(rec, KeyIntent.project(PROJECT, "t", ("label.read",))):
+        with gatekeeper.mint(rec, KeyIntent.project(PROJECT, "t", ("label.read",)), validate_only=True):
             pass  # the servicer lists instead of creating
     finally:
         PRINCIPAL.reset(token)
@@ -419,6 +419,33 @@ def test_validate_only_mints_nothing_and_is_marked() -> None:
     assert facts.validate_only
     assert not facts.key_returned
     assert facts.fingerprint == ""
+
+
+@pytest.mark.parametrize("validate_only", [True, False], ids=["key-on-a-dry-run", "no-key-on-a-mint"])
+def test_a_mint_that_contradicts_validate_only_is_a_bug_not_an_audit_line(validate_only: bool) -> None:
+    class Trail:
+        def __init__(self) -> None:
+            self.lines: list[AuditFacts] = []
+
+        def commit(self, rec: CallRecord, facts: AuditFacts) -> None:
+            self.lines.append(facts)
+
+    trail = Trail()
+    gatekeeper = Gatekeeper(PolicyHolder(POLICY), audit=trail)  # type: ignore[arg-type]
+    rec = record("CreateProjectApiKey")
+    token = PRINCIPAL.set(Principal("admin", caller("admin"), "token"))
+    try:
+        minting = gatekeeper.mint(
+            rec, KeyIntent.project(PROJECT, "t", ("label.read",)), validate_only=validate_only
+        )
+        with pytest.raises(RuntimeError, match=f"validate_only={validate_only}"), minting as filled:
+            filled.key("the-minted-key", ("label.read",)) if validate_only else None
+    finally:
+        PRINCIPAL.reset(token)
+    assert trail.lines == []
+    assert rec.audit is not None
+    assert not rec.audit.validate_only
+    assert not rec.audit.key_returned
 
 
 def test_a_call_keeps_the_rule_it_was_authenticated_under_across_a_reload() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 from encord_gateway.dev.devstack import Stack, running_stack
 from interop.fakes import make_pki
 
@@ -175,10 +176,13 @@ def test_tls_ca_and_token_reach_a_secured_gateway(tmp_path: Path) -> None:
     for name, pem in [("ca.pem", pki.ca), ("cert.pem", pki.server_cert), ("key.pem", pki.server_key)]:
         (tmp_path / name).write_bytes(pem)
     digest = hashlib.sha256(token.encode()).hexdigest()
-    (tmp_path / "gateway.toml").write_text(
-        f'[[callers]]\nname = "cli"\ntokens = [{{ sha256 = "{digest}" }}]\n'
-        'methods = ["ListDatasetApiKeys"]\ndatasets = ["*"]\n'
-    )
+    caller = {
+        "name": "cli",
+        "tokens": [{"sha256": digest}],
+        "methods": ["ListDatasetApiKeys"],
+        "datasets": ["*"],
+    }
+    (tmp_path / "gateway.toml").write_text(tomli_w.dumps({"callers": [caller]}))
     args = ["--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem")]
     args += ["--config", str(tmp_path / "gateway.toml")]
     with running_stack(tmp_path / "stack", gateway_args=args) as secured:

@@ -2,63 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
-import sys
 import uuid
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from encord_gateway.dev.devstack import Service, write_fixture, write_ssh_key
-from reliability.harness import FaultProxy, start_emulator, start_gateway, stored_keys
-
-PROJECT = "6ac8a6a4-6a64-4d4b-9a1c-3f1e3c2b9d10"
-CREATES = b'"query_method": "POST"'
-
-
-@dataclass
-class LossyStack:
-    state: Path
-    proxy: FaultProxy
-    gateway: Service
-
-    def keys(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ENCORD_GATEWAY_")}
-        env["ENCORD_GATEWAY_ADDRESS"] = self.gateway.address
-        return subprocess.run(
-            [sys.executable, "-m", "encord_gateway", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    def titles(self) -> Counter[str]:
-        return Counter(title for _, title in stored_keys(self.state).values())
+from support.lossy import CREATES, PROJECT, LossyStack, lossy_stack
 
 
 @pytest.fixture
 def lossy(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LossyStack]:
     # How long a lost answer settles before a retry reconciles; a test may ask for a longer one.
     settle = getattr(request, "param", "0.2")
-    key_file = tmp_path / "gateway_ed25519"
-    fixture = tmp_path / "fixture.toml"
-    write_fixture(fixture, write_ssh_key(key_file), projects=[PROJECT], datasets=[])
-    state = tmp_path / "emulator.sqlite"
-    emulator = start_emulator(tmp_path, fixture, state=state)
-    proxy = FaultProxy(emulator.address)
-    gateway = start_gateway(tmp_path, key_file, proxy.url, args=["--reconcile-after", settle])
-    try:
-        yield LossyStack(state, proxy, gateway)
-    finally:
-        gateway.stop()
-        proxy.close()
-        emulator.stop()
+    with lossy_stack(tmp_path, "--reconcile-after", settle) as stack:
+        yield stack
 
 
 def create(stack: LossyStack, title: str, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import tomli_w
 from auth.pki import Authority
 from encord_gateway.dev.devstack import cli_argv
 from support.recorder import recording_server
@@ -16,11 +17,12 @@ from support.recorder import recording_server
 UNREACHABLE = "http://127.0.0.1:9"
 TOKEN = "check-token-do-not-print-0123456789"
 DIGEST = hashlib.sha256(TOKEN.encode()).hexdigest()
-POLICY = (
-    f'[[callers]]\nname = "ops"\ntokens = [{{ sha256 = "{DIGEST}" }}]\nmethods = ["ListProjectApiKeys"]\n'
-    'projects = ["*"]\n\n'
-    f'[[callers]]\nname = "vendor"\ncertificates = ["vendor.example.com"]\nmethods = ["*"]\n'
-)
+POLICY = tomli_w.dumps({
+    "callers": [
+        {"name": "ops", "tokens": [{"sha256": DIGEST}], "methods": ["ListProjectApiKeys"], "projects": ["*"]},
+        {"name": "vendor", "certificates": ["vendor.example.com"], "methods": ["*"]},
+    ]
+})  # fmt: skip
 
 
 def check(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

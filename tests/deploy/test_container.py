@@ -17,6 +17,7 @@ import tomllib
 from pathlib import Path
 
 import grpc
+import tomli_w
 import yaml
 from deploy.standins import ROOT, Container, check
 from encord_gateway.config import state_kind
@@ -178,9 +179,8 @@ def test_the_image_command_passes_serve_check(tmp_path: Path) -> None:
     box = Container(tmp_path)
     for path in ("/var/lib/encord-gateway", "/var/log/encord-gateway", "/etc/encord-gateway", "/run/secrets"):
         box.mount(path)
-    (box.mounts["/etc/encord-gateway"] / "gateway.toml").write_text(
-        f'[[callers]]\nname = "ops"\ntokens = [{{ sha256 = "{"ab" * 32}" }}]\nmethods = ["*"]\n'
-    )
+    ops = {"name": "ops", "tokens": [{"sha256": "ab" * 32}], "methods": ["*"]}
+    (box.mounts["/etc/encord-gateway"] / "gateway.toml").write_text(tomli_w.dumps({"callers": [ops]}))
     env: dict[str, str] = {}
     for rest in runtime("ENV"):
         env.update(dict(pair.split("=", 1) for pair in shlex.split(rest)))

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomli_w
 from deploy.standins import ROOT, Container, check
 from encord_gateway.config import OPTIONS
 from encord_gateway.dev.devstack import write_ssh_key
@@ -77,9 +78,8 @@ def test_the_units_command_passes_serve_check(tmp_path: Path) -> None:
     name, source = unit["LoadCredential"].split(":", 1)
     write_ssh_key(Path(box.rewrite(source)))
     (credentials / name).write_bytes(Path(box.rewrite(source)).read_bytes())
-    (box.mounts["/etc/encord-gateway"] / "gateway.toml").write_text(
-        f'[[callers]]\nname = "ops"\ntokens = [{{ sha256 = "{"cd" * 32}" }}]\nmethods = ["*"]\n'
-    )
+    ops = {"name": "ops", "tokens": [{"sha256": "cd" * 32}], "methods": ["*"]}
+    (box.mounts["/etc/encord-gateway"] / "gateway.toml").write_text(tomli_w.dumps({"callers": [ops]}))
     variable, _, value = unit["Environment"].partition("=")
     env = {variable: value.replace("%d", str(credentials))}
     argv = [box.rewrite(a) for a in exec_start()[1:]]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import tomli_w
 from encord.configs import SshConfig
 from encord.http.error_utils import check_error_response
 from encord.user_client import EncordUserClient
@@ -26,11 +27,15 @@ ROLES = ("admin", "member", "outsider", "twin", "stranger")
 EMAILS = {"admin": "admin@example.com", "member": "member@example.com", "outsider": "outsider@example.com"}
 
 
-def fixture_toml(public_keys: dict[str, str], faults: dict[str, Any] | None = None) -> str:
+def fixture_document(public_keys: dict[str, str], faults: dict[str, Any] | None = None) -> dict[str, Any]:
     """The test fixture: three users, two twins sharing one key, two projects and two datasets."""
     users = [(EMAILS[r], public_keys[r]) for r in ("admin", "member", "outsider")]
     users += [("twin1@example.com", public_keys["twin"]), ("twin2@example.com", public_keys["twin"])]
-    text = "".join(f'[[users]]\nemail = "{email}"\npublic_key = "{key}"\n\n' for email, key in users)
+    document: dict[str, Any] = {
+        "users": [{"email": email, "public_key": key} for email, key in users],
+        "projects": [],
+        "datasets": [],
+    }
     resources = [
         ("projects", "project_hash", PROJECT, "admin", ["member", "twin1@example.com"]),
         ("projects", "project_hash", OTHER_PROJECT, "outsider", []),
@@ -38,14 +43,19 @@ def fixture_toml(public_keys: dict[str, str], faults: dict[str, Any] | None = No
         ("datasets", "dataset_hash", OTHER_DATASET, "outsider", []),
     ]
     for table, key, value, admin, members in resources:
-        member_emails = [EMAILS.get(m, m) for m in members]
-        text += (
-            f'[[{table}]]\n{key} = "{value}"\ntitle = "Title of {value[:8]}"\n'
-            f'admins = ["{EMAILS[admin]}"]\nmembers = {json.dumps(member_emails)}\n\n'
-        )
+        document[table].append({
+            key: value,
+            "title": f"Title of {value[:8]}",
+            "admins": [EMAILS[admin]],
+            "members": [EMAILS.get(m, m) for m in members],
+        })  # fmt: skip
     if faults:
-        text += "[faults]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in faults.items())
-    return text
+        document["faults"] = dict(faults)
+    return document
+
+
+def fixture_toml(public_keys: dict[str, str], faults: dict[str, Any] | None = None) -> str:
+    return tomli_w.dumps(fixture_document(public_keys, faults))
 
 
 @dataclass

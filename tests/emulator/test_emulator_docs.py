@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from encord_gateway.emulator import cli
 from encord_gateway.emulator.admin import Admin
@@ -67,6 +68,23 @@ def test_public_key_parser_matches_cryptography() -> None:
     line = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     assert parse_openssh_public_key(line + " someone@host") == raw
-    for bad in ["", "ssh-ed25519", "ssh-rsa " + line.split()[1], "ssh-ed25519 !!!", "ssh-ed25519 AAAA"]:
-        with pytest.raises(ValueError):  # noqa: PT011 - each line fails for its own reason
+    assert parse_openssh_public_key(f"  {line.replace(' ', chr(9))}\tsomeone else@host\n") == raw
+    rsa_line = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+    blob = line.split()[1]
+    bad_lines = {
+        "": "public key line",
+        "ssh-ed25519": "public key line",
+        "ssh-rsa " + blob: "public key line",
+        "ssh-ed25519 !!!": "not valid base64",
+        "ssh-ed25519 AAAA": "not an Ed25519 public key",
+        "ssh-ed25519 " + blob[:-8]: "not an Ed25519 public key",
+        "ssh-ed25519 " + rsa_line.split()[1]: "not an Ed25519 public key",  # the blob says ssh-rsa
+    }
+    for bad, why in bad_lines.items():
+        with pytest.raises(ValueError, match=why):
             parse_openssh_public_key(bad)

@@ -7,7 +7,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from emulator.harness import DATASET, EMAILS, PROJECT, Spawn, fixture_toml
+import tomli_w
+from emulator.harness import DATASET, EMAILS, PROJECT, Spawn, fixture_document
 from encord.client import EncordClient, EncordClientProject
 from encord.exceptions import AuthorisationError, SshKeyNotFound
 from encord.orm.dataset import DatasetScope
@@ -53,10 +54,12 @@ def test_fixture_reload_keeps_keys(spawn: Spawn, ssh_keys: tuple[dict[str, Path]
     key = emulator.user().create_project_api_key(PROJECT, "before", [APIKeyScopes.LABEL_READ])
     _, public = ssh_keys
     # The stranger's key joins as a new admin; the fixture's [faults] table applies too.
-    text = fixture_toml(public, faults={"latency_ms": 2})
-    text = text.replace('admins = ["admin@example.com"]', 'admins = ["admin@example.com", "new@example.com"]')
-    text = f'[[users]]\nemail = "new@example.com"\npublic_key = "{public["stranger"]}"\n\n' + text
-    response = emulator.admin("PUT", "fixture", data=text)
+    document = fixture_document(public, faults={"latency_ms": 2})
+    for resource in document["projects"] + document["datasets"]:
+        if resource["admins"] == ["admin@example.com"]:
+            resource["admins"].append("new@example.com")
+    document["users"].insert(0, {"email": "new@example.com", "public_key": public["stranger"]})
+    response = emulator.admin("PUT", "fixture", data=tomli_w.dumps(document))
     assert response.status_code == 200, response.text
     assert response.json() == {"users": 6, "projects": 2, "datasets": 2}
     assert [k.api_key for k in emulator.user("stranger").get_project_api_keys(PROJECT)] == [key]
@@ -84,12 +87,11 @@ def test_fixture_reload_applies_to_the_next_call(
     with pytest.raises(SshKeyNotFound):
         stranger.get_project_api_keys(PROJECT)
     # The stranger's key becomes the project's admin; the old admin becomes a member.
-    text = fixture_toml(public).replace(
-        'admins = ["admin@example.com"]\nmembers = ["member@example.com", "twin1@example.com"]',
-        'admins = ["new@example.com"]\nmembers = ["admin@example.com"]',
-    )
-    text = f'[[users]]\nemail = "new@example.com"\npublic_key = "{public["stranger"]}"\n\n' + text
-    assert emulator.admin("PUT", "fixture", data=text).status_code == 200
+    document = fixture_document(public)
+    [project] = [p for p in document["projects"] if p["project_hash"] == PROJECT]
+    project["admins"], project["members"] = ["new@example.com"], ["admin@example.com"]
+    document["users"].insert(0, {"email": "new@example.com", "public_key": public["stranger"]})
+    assert emulator.admin("PUT", "fixture", data=tomli_w.dumps(document)).status_code == 200
     assert stranger.get_project_api_keys(PROJECT) == []
     with pytest.raises(AuthorisationError):
         admin.get_project_api_keys(PROJECT)

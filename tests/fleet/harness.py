@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import tomli_w
 from encord_gateway.dev.devstack import Service, write_fixture, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
@@ -34,7 +35,7 @@ from support.redis_server import RedisServer
 READ = [pb.API_KEY_SCOPE_LABEL_READ]
 ADMIN_TITLE = "{} - admin key"
 # The limited caller's rate: 6 calls, then one every 100 s, so that no token comes back during a test.
-LIMITED_RATE = "{ per_second = 0.01, burst = 6 }"
+LIMITED_RATE = {"per_second": 0.01, "burst": 6}
 
 
 @dataclass(frozen=True)
@@ -45,17 +46,18 @@ class Callers:
     limited: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     def toml(self) -> str:
-        def caller(name: str, token: str, extra: str) -> str:
-            digest = hashlib.sha256(token.encode()).hexdigest()
-            return (
-                f'[[callers]]\nname = "{name}"\ntokens = [{{ sha256 = "{digest}" }}]\n'
-                'methods = ["*"]\nprojects = ["*"]\ndatasets = ["*"]\n'
-                f'project_scopes = ["*"]\ndataset_scopes = ["*"]\nreveal_keys = true\n{extra}'
-            )
+        def caller(name: str, token: str, **extra: object) -> dict[str, object]:
+            everything = ("methods", "projects", "datasets", "project_scopes", "dataset_scopes")
+            return {
+                "name": name,
+                "tokens": [{"sha256": hashlib.sha256(token.encode()).hexdigest()}],
+                **{key: ["*"] for key in everything},
+                "reveal_keys": True,
+                **extra,
+            }
 
-        return caller("fleet", self.fleet, "max_in_flight = 256\n") + caller(
-            "limited", self.limited, f"rate_limit = {LIMITED_RATE}\n"
-        )
+        fleet = caller("fleet", self.fleet, max_in_flight=256)
+        return tomli_w.dumps({"callers": [fleet, caller("limited", self.limited, rate_limit=LIMITED_RATE)]})
 
 
 class Bearer(grpc.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]  # generic in the stubs only

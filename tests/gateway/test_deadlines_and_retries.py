@@ -8,10 +8,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from encord_gateway.dev.devstack import DEMO_PROJECT, Stack, start_gateway
+from encord_gateway.dev.devstack import DEMO_PROJECT, Stack
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from support.emulator import EmulatorAdmin
+from support.gateway import run_gateway
 from support.recorder import envelope, recording_server
 from support.status import decode
 
@@ -65,13 +66,12 @@ def test_creates_are_never_sent_twice(stub: pb_grpc.ApiKeyServiceStub, admin: Em
 
 def test_a_list_succeeds_through_transient_failures(ssh_key_file: Path) -> None:
     answers = iter([(503, b"busy"), (502, b"bad gateway"), (200, envelope([]))])
-    with recording_server(lambda query: next(answers)) as (url, seen):
-        gateway = start_gateway(url, ssh_key_file)
-        try:
-            with grpc.insecure_channel(gateway.address) as channel:
-                answer = pb_grpc.ApiKeyServiceStub(channel).ListProjectApiKeys(LIST, timeout=20)
-        finally:
-            assert gateway.stop() == 0
+    with (
+        recording_server(lambda query: next(answers)) as (url, seen),
+        run_gateway(0, encord_domain=url, ssh_key_file=ssh_key_file) as (_, port),
+        grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+    ):
+        answer = pb_grpc.ApiKeyServiceStub(channel).ListProjectApiKeys(LIST, timeout=20)
     assert list(answer.api_keys) == []
     assert len(seen) == 3
     # Each attempt is a fresh signature over the same body.
@@ -86,23 +86,25 @@ def test_retries_stop_at_the_deadline(stub: pb_grpc.ApiKeyServiceStub, admin: Em
     assert admin.requests_for("projectapikey", "GET") <= 2
 
 
-def test_a_long_caller_deadline_is_capped(stack: Stack, ssh_key_file: Path) -> None:
+def test_a_long_caller_deadline_is_capped(stack: Stack) -> None:
     admin = EmulatorAdmin(stack.emulator.address)
     admin.faults(latency_ms=5000)
-    gateway = start_gateway(
-        f"http://{stack.emulator.address}",
-        stack.ssh_key_file,
-        "--default-deadline",
-        "0.5",
-        "--max-deadline",
-        "1",
-    )
+    encord = f"http://{stack.emulator.address}"
     try:
-        with grpc.insecure_channel(gateway.address) as channel, pytest.raises(grpc.RpcError) as caught:
+        with (
+            run_gateway(
+                0,
+                encord_domain=encord,
+                ssh_key_file=stack.ssh_key_file,
+                default_deadline=0.5,
+                max_deadline=1.0,
+            ) as (_, port),
+            grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+            pytest.raises(grpc.RpcError) as caught,
+        ):
             pb_grpc.ApiKeyServiceStub(channel).ListProjectApiKeys(LIST, timeout=60)
     finally:
         admin.clear_faults()
-        assert gateway.stop() == 0
     # The gateway's own answer (it carries ErrorInfo), not the caller's 60 s running out.
     error = decode(caught.value)
     assert error.code == grpc.StatusCode.DEADLINE_EXCEEDED

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Iterator
 from functools import partial
@@ -10,10 +9,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from encord_gateway.dev.devstack import DEMO_PROJECT, Stack, start_gateway, write_ssh_key
+from encord_gateway.dev.devstack import DEMO_PROJECT, Stack, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from support.emulator import EmulatorAdmin
+from support.gateway import Calls, run_gateway
 from support.status import decode
 
 LIST = pb.ListProjectApiKeysRequest(project_hash=DEMO_PROJECT)
@@ -111,32 +111,35 @@ def test_refused_connection_is_unreachable_and_a_create_is_tried_again(ssh_key_f
     with socket.socket() as placeholder:
         placeholder.bind(("127.0.0.1", 0))
         closed_port = placeholder.getsockname()[1]
-    gateway = start_gateway(f"http://127.0.0.1:{closed_port}", ssh_key_file)
-    try:
-        with grpc.insecure_channel(gateway.address) as channel, pytest.raises(grpc.RpcError) as caught:
-            pb_grpc.ApiKeyServiceStub(channel).CreateProjectApiKey(CREATE, timeout=10)
-        error = decode(caught.value)
-        assert error.code == grpc.StatusCode.UNAVAILABLE
-        # Nothing was sent, so the caller knows no key was made, and the gateway could try again.
-        assert error.reason == "UPSTREAM_UNREACHABLE"
-        assert "nothing was sent" in error.message
-        line = gateway.wait_for_line(lambda text: '"method": "CreateProjectApiKey"' in text)
-        assert line is not None
-        assert json.loads(line)["upstream_attempts"] == 4  # the default --upstream-retries
-    finally:
-        assert gateway.stop() == 0
+    calls = Calls()
+    with (
+        run_gateway(
+            0, encord_domain=f"http://127.0.0.1:{closed_port}", ssh_key_file=ssh_key_file, calls=calls
+        ) as (_, port),
+        grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
+        pb_grpc.ApiKeyServiceStub(channel).CreateProjectApiKey(CREATE, timeout=10)
+    error = decode(caught.value)
+    assert error.code == grpc.StatusCode.UNAVAILABLE
+    # Nothing was sent, so the caller knows no key was made, and the gateway could try again.
+    assert error.reason == "UPSTREAM_UNREACHABLE"
+    assert "nothing was sent" in error.message
+    record = calls.last("CreateProjectApiKey")
+    assert record.context is not None
+    assert sum(o.attempts for o in record.context.upstream) == 4  # the default --upstream-retries
 
 
-def test_unregistered_signing_key_is_failed_precondition(stack: Stack, tmp_path: object) -> None:
-    stranger = Path(str(tmp_path)) / "stranger_ed25519"
+def test_unregistered_signing_key_is_failed_precondition(stack: Stack, tmp_path: Path) -> None:
+    stranger = tmp_path / "stranger_ed25519"
     write_ssh_key(stranger)
-    gateway = start_gateway(f"http://{stack.emulator.address}", stranger)
-    try:
-        with grpc.insecure_channel(gateway.address) as channel, pytest.raises(grpc.RpcError) as caught:
-            pb_grpc.ApiKeyServiceStub(channel).ListProjectApiKeys(LIST, timeout=10)
-        error = decode(caught.value)
-        assert error.code == grpc.StatusCode.FAILED_PRECONDITION
-        assert error.reason == "SSH_KEY_NOT_FOUND_ERROR"
-        assert "signing key" in error.message
-    finally:
-        assert gateway.stop() == 0
+    with (
+        run_gateway(0, encord_domain=f"http://{stack.emulator.address}", ssh_key_file=stranger) as (_, port),
+        grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
+        pb_grpc.ApiKeyServiceStub(channel).ListProjectApiKeys(LIST, timeout=10)
+    error = decode(caught.value)
+    assert error.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert error.reason == "SSH_KEY_NOT_FOUND_ERROR"
+    assert "signing key" in error.message

@@ -11,9 +11,9 @@ import pytest
 from encord.orm.dataset import DatasetScope
 from encord.user_client import EncordUserClient
 from encord.utilities.client_utilities import APIKeyScopes
-from encord_gateway.dev.devstack import start_gateway
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
+from support.gateway import run_gateway
 from support.recorder import Recorded, envelope, recording_server
 
 PROJECT = "6ac8a6a4-6a64-4d4b-9a1c-3f1e3c2b9d10"
@@ -101,12 +101,11 @@ def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def gateway_stub(recorder: tuple[str, list[Recorded]], key_file: Path) -> Iterator[pb_grpc.ApiKeyServiceStub]:
     url, _ = recorder
-    gateway = start_gateway(url, key_file)
-    try:
-        with grpc.insecure_channel(gateway.address) as channel:
-            yield pb_grpc.ApiKeyServiceStub(channel)
-    finally:
-        assert gateway.stop() == 0
+    with (
+        run_gateway(0, encord_domain=url, ssh_key_file=key_file) as (_, port),
+        grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+    ):
+        yield pb_grpc.ApiKeyServiceStub(channel)
 
 
 @pytest.mark.parametrize("name", sorted(OPERATIONS))

@@ -8,16 +8,20 @@ from typing import Any
 
 import grpc
 import pytest
-from encord_gateway.dev.devstack import start_gateway, write_ssh_key
+from encord_gateway.dev.devstack import write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from support.gateway import Calls, run_gateway
 from support.recorder import Recorded, envelope, recording_server
 
 PROJECT = "6ac8a6a4-6a64-4d4b-9a1c-3f1e3c2b9d10"
 DATASET = "0c2f1f0e-7f37-4a0e-8c47-1d2e9a6b5f21"
 READ, WRITE = pb.API_KEY_SCOPE_LABEL_READ, pb.API_KEY_SCOPE_LABEL_WRITE
+
+
+CALLS = Calls()
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +30,12 @@ def stub(
 ) -> Iterator[tuple[pb_grpc.ApiKeyServiceStub, list[Recorded]]]:
     key: Path = tmp_path_factory.mktemp("validation") / "id_ed25519"
     write_ssh_key(key)
-    with recording_server(lambda query: (200, envelope([]))) as (url, seen):
-        gateway = start_gateway(url, key)
-        try:
-            with grpc.insecure_channel(gateway.address) as channel:
-                yield pb_grpc.ApiKeyServiceStub(channel), seen
-        finally:
-            gateway.stop()
+    with (
+        recording_server(lambda query: (200, envelope([]))) as (url, seen),
+        run_gateway(0, encord_domain=url, ssh_key_file=key, calls=CALLS) as (_, port),
+        grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+    ):
+        yield pb_grpc.ApiKeyServiceStub(channel), seen
 
 
 def violations(error: grpc.RpcError) -> dict[str, str]:
@@ -206,6 +209,14 @@ def test_bad_input_is_refused_before_upstream(
     for field, text in expected.items():
         assert text in found[field]
     assert seen == [], "an invalid request reached Encord"
+    # The call's log line names no resource: only a hash that passed validation reaches a log.
+    assert CALLS.last(rpc).resource_hash == ""
+
+
+def test_the_log_line_names_the_checked_hash(stub: tuple[pb_grpc.ApiKeyServiceStub, list[Recorded]]) -> None:
+    client, _ = stub
+    client.ListProjectApiKeys(pb.ListProjectApiKeysRequest(project_hash=PROJECT.upper()), timeout=10)
+    assert CALLS.last("ListProjectApiKeys").resource_hash == PROJECT  # as validated: lower case
 
 
 def test_duplicate_scopes_are_sent_once(stub: tuple[pb_grpc.ApiKeyServiceStub, list[Recorded]]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 import pytest
+import tomli_w
 from encord_gateway.dev.devstack import running_stack
 from encord_gateway_client import DatasetScope, GatewayClient, GatewayError, ProjectScope, connect
 from interop.fakes import make_pki
@@ -27,17 +28,14 @@ README = ROOT / "client_stubs/python/README.md"
 
 # A caller with every right, for the gateway this module starts with TLS and caller tokens.
 CALLER_TOKEN = secrets.token_urlsafe(24)
-CALLERS_TOML = f"""
-[[callers]]
-name = "interop"
-tokens = [{{ sha256 = "{hashlib.sha256(CALLER_TOKEN.encode()).hexdigest()}" }}]
-methods = ["*"]
-projects = ["*"]
-datasets = ["*"]
-project_scopes = ["*"]
-dataset_scopes = ["*"]
-reveal_keys = true
-"""
+CALLERS_TOML = tomli_w.dumps({
+    "callers": [{
+        "name": "interop",
+        "tokens": [{"sha256": hashlib.sha256(CALLER_TOKEN.encode()).hexdigest()}],
+        **{key: ["*"] for key in ("methods", "projects", "datasets", "project_scopes", "dataset_scopes")},
+        "reveal_keys": True,
+    }]
+})  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 import grpc
 import pytest
+import tomli_w
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -226,14 +227,14 @@ def policy_target(ledger: Ledger, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 def _policy(project: str, digest: str) -> str:
-    return (
-        "[[callers]]\n"
-        'name = "fuzzer"\n'
-        f'tokens = [{{ sha256 = "{digest}" }}]\n'
-        'methods = ["CreateProjectApiKey", "ListProjectApiKeys", "ListDatasetApiKeys"]\n'
-        f'projects = ["{project}"]\n'
-        'project_scopes = ["label.read"]\n'
-    )
+    fuzzer = {
+        "name": "fuzzer",
+        "tokens": [{"sha256": digest}],
+        "methods": ["CreateProjectApiKey", "ListProjectApiKeys", "ListDatasetApiKeys"],
+        "projects": [project],
+        "project_scopes": ["label.read"],
+    }
+    return tomli_w.dumps({"callers": [fuzzer]})
 
 
 def run_typed(target: FuzzTarget, examples: int, *, policy: bool = False) -> None:

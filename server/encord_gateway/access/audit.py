@@ -20,8 +20,6 @@ from encord_gateway.redaction import fingerprint
 
 log = logging.getLogger(__name__)
 
-# The CallRecord.extra key under which the gatekeeper leaves what the audit line needs.
-AUDIT_FACTS = "audit"
 # Every audit line has "type": "audit", so the trail can share a stream with the JSON log.
 LINE_TYPE = "audit"
 MIN_PREFIX_HEX = 8
@@ -149,7 +147,7 @@ class AuditTrail:
     def call_finished(self, record: CallRecord) -> None:
         """At call end: the line of every call that reached policy and was not already committed."""
         facts = record.audit
-        if not isinstance(facts, AuditFacts) or facts.written:
+        if facts is None or facts.written:
             return
         try:
             self.write(audit_line(record, facts))

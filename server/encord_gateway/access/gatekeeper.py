@@ -101,19 +101,24 @@ class Gatekeeper:
         Fail closed: AuditUnavailable if the record cannot be written, and the list is not answered.
         """
         facts = record.audit
-        if not api_keys or not isinstance(facts, AuditFacts):
+        if not api_keys or facts is None:
             return
         facts.key_returned, facts.fingerprints = True, tuple(fingerprint(k) for k in api_keys)
         if self._audit is not None:
             self._audit.commit(record, facts)
 
     @contextlib.contextmanager
-    def mint(self, record: CallRecord, intent: KeyIntent) -> Iterator[Minting]:
+    def mint(self, record: CallRecord, intent: KeyIntent, *, validate_only: bool) -> Iterator[Minting]:
+        """Admits the mint; the body fills in the Minting (unless `validate_only`), then it is audited."""
         principal, facts = self._admit(record, intent, minting=True)
         minting = Minting()
         yield minting
-        if not minting.done:
-            facts.validate_only = True  # nothing minted; the call-end audit line says so
+        if minting.done == validate_only:
+            # A bug in the servicer, and a loud one: a key minted on a dry run, or a mint without a key.
+            raise RuntimeError(f"{record.method}: validate_only={validate_only}, minted={minting.done}")
+        if validate_only:
+            # Marked once the dry run went through: a refused or failed one is recorded by its outcome.
+            facts.validate_only = True
             return
         if not minting.created and not minting.replayed and not _reveals(principal):
             # Get-or-create found a key someone else made: handing it out is a reveal.

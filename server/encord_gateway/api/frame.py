@@ -6,7 +6,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import grpc
 
@@ -75,29 +75,41 @@ class RpcFrame:
                 log.exception("observer %s failed", type(observer).__name__)
 
 
+class Validated(Protocol):
+    """What a validator hands the handler: at least the resource hash it checked."""
+
+    @property
+    def resource_hash(self) -> str: ...
+
+
 Servicer = TypeVar("Servicer")
 Request = TypeVar("Request")
+Checked = TypeVar("Checked", bound=Validated)
 Response = TypeVar("Response")
-Handler = Callable[[Servicer, Request, CallRecord], Response]
+Handler = Callable[[Servicer, Checked, CallRecord], Response]
 GrpcMethod = Callable[[Servicer, Request, grpc.ServicerContext], Response]
 
 
 def rpc(
-    method: str,
-) -> Callable[[Handler[Servicer, Request, Response]], GrpcMethod[Servicer, Request, Response]]:
-    """Turns `(self, request, record) -> response` into a gRPC method `(self, request, context)`.
+    method: str, validate: Callable[[Request], Checked]
+) -> Callable[[Handler[Servicer, Checked, Response]], GrpcMethod[Servicer, Request, Response]]:
+    """Turns `(self, checked, record) -> response` into a gRPC method `(self, request, context)`.
 
-    The servicer needs an `RpcFrame` as `self.frame`. Handlers raise GatewayError
-    subclasses and hold no try/except: this is the one place they become statuses.
+    `validate` turns the request into what the handler reads, or raises InvalidRequest; the record then
+    names the resource (once, and only a hash that passed: a log line never holds unchecked input).
+    The servicer needs an `RpcFrame` as `self.frame`. Handlers raise GatewayError subclasses and
+    hold no try/except: this is the one place they become statuses.
     """
 
-    def decorate(handler: Handler[Servicer, Request, Response]) -> GrpcMethod[Servicer, Request, Response]:
+    def decorate(handler: Handler[Servicer, Checked, Response]) -> GrpcMethod[Servicer, Request, Response]:
         @functools.wraps(handler)
         def wrapper(self: Servicer, request: Request, context: grpc.ServicerContext) -> Response:
             frame: RpcFrame = self.frame  # type: ignore[attr-defined]
             record = frame.begin(method, context)
             try:
-                response = handler(self, request, record)
+                checked = validate(request)
+                record.resource_hash = checked.resource_hash
+                response = handler(self, checked, record)
                 context.set_trailing_metadata(
                     ((TRACE_METADATA, trace_header(record.trace_id)), *record.trailers)
                 )

@@ -1,9 +1,9 @@
-"""The ApiKeyService servicer: validate, authorize, call Encord, answer; errors are the frame's job."""
+"""The ApiKeyService servicer: six RPCs, three calls each written once for both kinds; errors: the frame."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
@@ -12,17 +12,10 @@ from encord_gateway.access.gatekeeper import Access, Gatekeeper, KeyIntent
 from encord_gateway.api import validation
 from encord_gateway.api.exactly_once import ExactlyOnce, MintedKey, record_key, request_hash
 from encord_gateway.api.frame import RpcFrame, rpc
+from encord_gateway.api.validation import Checked
 from encord_gateway.context import CallContext, CallRecord
-from encord_gateway.redaction import fingerprint
-from encord_gateway.scopes import (
-    ALL_DATASET_SCOPES,
-    ALL_PROJECT_SCOPES,
-    DATASET_SCOPE_NUMBERS,
-    DATASET_SCOPES,
-    PROJECT_SCOPE_NUMBERS,
-    PROJECT_SCOPES,
-)
-from encord_gateway.upstream.operations import DatasetKey, KeyOperations, ProjectKey
+from encord_gateway.resources import DATASET, PROJECT, KeyMessage, KeyRequest, ListMessage, ResourceKind
+from encord_gateway.upstream.operations import KeyOperations
 
 # Trailing metadata on a create answered from its request id's record rather than minted by this call.
 REPLAYED_METADATA = "encord-gateway-replayed"
@@ -31,29 +24,8 @@ Key = TypeVar("Key", bound=MintedKey)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ApiKeyService"].full_name
 
 
-def project_key_message(key: ProjectKey, *, reveal: bool = True) -> pb.ProjectApiKey:
-    return pb.ProjectApiKey(
-        api_key=key.api_key if reveal else "",
-        title=key.title,
-        scopes=[PROJECT_SCOPE_NUMBERS[s] for s in key.scopes],
-        project_hash=key.project_hash,
-        fingerprint=fingerprint(key.api_key),
-    )
-
-
-def dataset_key_message(key: DatasetKey, *, reveal: bool = True) -> pb.DatasetApiKey:
-    return pb.DatasetApiKey(
-        dataset_hash=key.dataset_hash,
-        api_key=key.api_key if reveal else "",
-        title=key.title,
-        key_hash=key.key_hash,
-        scopes=[DATASET_SCOPE_NUMBERS[s] for s in key.scopes],
-        fingerprint=fingerprint(key.api_key),
-    )
-
-
 class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
-    """Each method: validate the request, ask the gatekeeper, run the operation, build the answer."""
+    """Each RPC names its kind; the frame has validated the request; ask the gatekeeper, run, answer."""
 
     def __init__(
         self,
@@ -95,148 +67,85 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
             record.trailers.append((REPLAYED_METADATA, "true"))
         return outcome.key, outcome.created, outcome.replayed
 
-    # Projects ---------------------------------------------------------------
+    # The three calls, each written once for both kinds --------------------------------------------
 
-    @rpc("CreateProjectApiKey")
-    def CreateProjectApiKey(
-        self, request: pb.CreateProjectApiKeyRequest, record: CallRecord
-    ) -> pb.ProjectApiKey:
-        record.resource_hash = request.project_hash
-        checked = validation.key_request(
-            request.project_hash,
-            "project_hash",
-            request.title,
-            request.scopes,
-            PROJECT_SCOPES,
-            request.request_id,
-        )
-        record.resource_hash = checked.resource_hash
-        intent = KeyIntent.project(checked.resource_hash, checked.title, checked.scopes)
-        with self.gatekeeper.mint(record, intent) as minted:
+    def _create(
+        self, kind: ResourceKind[KeyMessage, Any], request: Checked, record: CallRecord
+    ) -> KeyMessage:
+        asked, scope = request.key, _scope(record)
+        intent = KeyIntent(kind.name, asked.resource_hash, asked.title, asked.scopes)
+        with self.gatekeeper.mint(record, intent, validate_only=request.validate_only) as minted:
             if request.validate_only:
-                self.operations.list_project_keys(checked.resource_hash, _scope(record))
-                return pb.ProjectApiKey(
-                    title=checked.title, scopes=request.scopes, project_hash=checked.resource_hash
-                )
+                return self._preview(kind, asked, scope)
             key, created, replayed = self._create_once(
                 record,
                 request.request_id,
                 intent,
-                lambda: self.operations.list_project_keys(checked.resource_hash, _scope(record)),
-                lambda: self.operations.create_project_key(checked, _scope(record)),
+                lambda: self.operations.list_keys(kind, asked.resource_hash, scope),
+                lambda: self.operations.create_key(kind, asked, scope),
             )
             minted.key(key.api_key, key.scopes, created=created, replayed=replayed)
-        return project_key_message(key)
+        return kind.message(key)
 
-    @rpc("ListProjectApiKeys")
-    def ListProjectApiKeys(
-        self, request: pb.ListProjectApiKeysRequest, record: CallRecord
-    ) -> pb.ListProjectApiKeysResponse:
-        record.resource_hash = request.project_hash
-        project_hash = validation.hash_only(request.project_hash, "project_hash")
-        record.resource_hash = project_hash
-        access = self.gatekeeper.read(record, KeyIntent.project(project_hash))
-        keys = self.operations.list_project_keys(project_hash, _scope(record))
+    def _list(
+        self, kind: ResourceKind[Any, ListMessage], request: Checked, record: CallRecord
+    ) -> ListMessage:
+        resource_hash = request.resource_hash
+        access = self.gatekeeper.read(record, KeyIntent(kind.name, resource_hash))
+        keys = self.operations.list_keys(kind, resource_hash, _scope(record))
         if access.reveal_keys:
             self.gatekeeper.revealed(record, [k.api_key for k in keys])
-        return pb.ListProjectApiKeysResponse(
-            api_keys=[project_key_message(k, reveal=access.reveal_keys) for k in keys]
-        )
+        return kind.listing(keys, reveal=access.reveal_keys)
 
-    @rpc("GetOrCreateProjectApiKey")
-    def GetOrCreateProjectApiKey(
-        self, request: pb.GetOrCreateProjectApiKeyRequest, record: CallRecord
-    ) -> pb.ProjectApiKey:
-        record.resource_hash = request.project_hash
-        project_hash = validation.hash_only(request.project_hash, "project_hash")
-        record.resource_hash = project_hash
-        intent = KeyIntent.project(project_hash, f"{project_hash} - admin key", ALL_PROJECT_SCOPES)
-        with self.gatekeeper.mint(record, intent) as minted:
+    def _get_or_create(
+        self, kind: ResourceKind[KeyMessage, Any], request: Checked, record: CallRecord
+    ) -> KeyMessage:
+        master, scope = request.key, _scope(record)
+        intent = KeyIntent(kind.name, master.resource_hash, master.title, master.scopes)
+        with self.gatekeeper.mint(record, intent, validate_only=request.validate_only) as minted:
             if request.validate_only:
-                self.operations.list_project_keys(project_hash, _scope(record))
-                return pb.ProjectApiKey(
-                    title=intent.title, scopes=_project_numbers(ALL_PROJECT_SCOPES), project_hash=project_hash
-                )
-            key, created = self.operations.get_or_create_project_key(project_hash, _scope(record))
+                return self._preview(kind, master, scope)
+            key, created = self.operations.get_or_create_key(kind, master.resource_hash, scope)
             minted.key(key.api_key, key.scopes, created=created)
-        return project_key_message(key)
+        return kind.message(key)
 
-    # Datasets ---------------------------------------------------------------
+    def _preview(
+        self, kind: ResourceKind[KeyMessage, Any], asked: KeyRequest, scope: CallContext
+    ) -> KeyMessage:
+        """validate_only: everything short of minting, the resource's existence on Encord included."""
+        self.operations.list_keys(kind, asked.resource_hash, scope)
+        return kind.preview(asked)
 
-    @rpc("CreateDatasetApiKey")
-    def CreateDatasetApiKey(
-        self, request: pb.CreateDatasetApiKeyRequest, record: CallRecord
-    ) -> pb.DatasetApiKey:
-        record.resource_hash = request.dataset_hash
-        checked = validation.key_request(
-            request.dataset_hash,
-            "dataset_hash",
-            request.title,
-            request.scopes,
-            DATASET_SCOPES,
-            request.request_id,
-        )
-        record.resource_hash = checked.resource_hash
-        intent = KeyIntent.dataset(checked.resource_hash, checked.title, checked.scopes)
-        with self.gatekeeper.mint(record, intent) as minted:
-            if request.validate_only:
-                self.operations.list_dataset_keys(checked.resource_hash, _scope(record))
-                return pb.DatasetApiKey(
-                    dataset_hash=checked.resource_hash, title=checked.title, scopes=request.scopes
-                )
-            key, created, replayed = self._create_once(
-                record,
-                request.request_id,
-                intent,
-                lambda: self.operations.list_dataset_keys(checked.resource_hash, _scope(record)),
-                lambda: self.operations.create_dataset_key(checked, _scope(record)),
-            )
-            minted.key(key.api_key, key.scopes, created=created, replayed=replayed)
-        return dataset_key_message(key)
+    # The six RPCs ---------------------------------------------------------------------------------
 
-    @rpc("ListDatasetApiKeys")
-    def ListDatasetApiKeys(
-        self, request: pb.ListDatasetApiKeysRequest, record: CallRecord
-    ) -> pb.ListDatasetApiKeysResponse:
-        record.resource_hash = request.dataset_hash
-        dataset_hash = validation.hash_only(request.dataset_hash, "dataset_hash")
-        record.resource_hash = dataset_hash
-        access = self.gatekeeper.read(record, KeyIntent.dataset(dataset_hash))
-        keys = self.operations.list_dataset_keys(dataset_hash, _scope(record))
-        if access.reveal_keys:
-            self.gatekeeper.revealed(record, [k.api_key for k in keys])
-        return pb.ListDatasetApiKeysResponse(
-            api_keys=[dataset_key_message(k, reveal=access.reveal_keys) for k in keys]
-        )
+    @rpc("CreateProjectApiKey", validation.create(PROJECT))
+    def CreateProjectApiKey(self, request: Checked, record: CallRecord) -> pb.ProjectApiKey:
+        return self._create(PROJECT, request, record)
 
-    @rpc("GetOrCreateDatasetApiKey")
-    def GetOrCreateDatasetApiKey(
-        self, request: pb.GetOrCreateDatasetApiKeyRequest, record: CallRecord
-    ) -> pb.DatasetApiKey:
-        record.resource_hash = request.dataset_hash
-        dataset_hash = validation.hash_only(request.dataset_hash, "dataset_hash")
-        record.resource_hash = dataset_hash
-        intent = KeyIntent.dataset(dataset_hash, f"{dataset_hash} - admin key", ALL_DATASET_SCOPES)
-        with self.gatekeeper.mint(record, intent) as minted:
-            if request.validate_only:
-                self.operations.list_dataset_keys(dataset_hash, _scope(record))
-                return pb.DatasetApiKey(
-                    dataset_hash=dataset_hash,
-                    title=intent.title,
-                    scopes=[DATASET_SCOPE_NUMBERS[s] for s in ALL_DATASET_SCOPES],
-                )
-            key, created = self.operations.get_or_create_dataset_key(dataset_hash, _scope(record))
-            minted.key(key.api_key, key.scopes, created=created)
-        return dataset_key_message(key)
+    @rpc("ListProjectApiKeys", validation.listing(PROJECT))
+    def ListProjectApiKeys(self, request: Checked, record: CallRecord) -> pb.ListProjectApiKeysResponse:
+        return self._list(PROJECT, request, record)
+
+    @rpc("GetOrCreateProjectApiKey", validation.master(PROJECT))
+    def GetOrCreateProjectApiKey(self, request: Checked, record: CallRecord) -> pb.ProjectApiKey:
+        return self._get_or_create(PROJECT, request, record)
+
+    @rpc("CreateDatasetApiKey", validation.create(DATASET))
+    def CreateDatasetApiKey(self, request: Checked, record: CallRecord) -> pb.DatasetApiKey:
+        return self._create(DATASET, request, record)
+
+    @rpc("ListDatasetApiKeys", validation.listing(DATASET))
+    def ListDatasetApiKeys(self, request: Checked, record: CallRecord) -> pb.ListDatasetApiKeysResponse:
+        return self._list(DATASET, request, record)
+
+    @rpc("GetOrCreateDatasetApiKey", validation.master(DATASET))
+    def GetOrCreateDatasetApiKey(self, request: Checked, record: CallRecord) -> pb.DatasetApiKey:
+        return self._get_or_create(DATASET, request, record)
 
 
 def _scope(record: CallRecord) -> CallContext:
     assert record.context is not None, "RpcFrame.begin sets the scope"
     return record.context
-
-
-def _project_numbers(scopes: Iterable[str]) -> list[pb.ApiKeyScope]:
-    return [PROJECT_SCOPE_NUMBERS[s] for s in scopes]
 
 
 __all__ = ["SERVICE_NAME", "Access", "ApiKeyServicer"]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from encord_gateway.errors import FieldViolation, InvalidRequest
-from encord_gateway.upstream.operations import KeyRequest
+from encord_gateway.resources import KeyRequest, ResourceKind
 
 # Encord titles are free text; 255 matches the usual database column and keeps
 # audit lines bounded. Longer titles are refused rather than cut.
@@ -98,29 +99,66 @@ def request_id(value: str, violations: list[FieldViolation]) -> str:
     return value
 
 
-def key_request(
-    hash_value: str,
-    hash_field: str,
-    title_value: str,
-    scope_values: Iterable[int],
-    names: Mapping[Any, str],
-    request_id_value: str = "",
-) -> KeyRequest:
-    violations: list[FieldViolation] = []
-    request_id(request_id_value, violations)
-    request = KeyRequest(
-        resource_hash(hash_value, hash_field, violations),
-        title(title_value, violations),
-        scopes(scope_values, names, violations),
-    )
+@dataclass(frozen=True)
+class Checked:
+    """A request that passed validation: all a handler reads of it."""
+
+    key: KeyRequest  # the resource; for a create the title and scopes, for a get-or-create the master's
+    validate_only: bool = False
+    request_id: str = ""
+
+    @property
+    def resource_hash(self) -> str:
+        return self.key.resource_hash
+
+
+# A validator for one RPC: its request message in, a Checked out, or InvalidRequest with every violation.
+Validator = Callable[[Any], Checked]
+
+
+def create(kind: ResourceKind[Any, Any]) -> Validator:
+    """Create{Project,Dataset}ApiKeyRequest: the hash, the title, the scopes and the request id."""
+
+    def check(request: Any) -> Checked:
+        violations: list[FieldViolation] = []
+        request_id(request.request_id, violations)
+        key = KeyRequest(
+            resource_hash(getattr(request, kind.hash_field), kind.hash_field, violations),
+            title(request.title, violations),
+            scopes(request.scopes, kind.scopes, violations),
+        )
+        _refuse(violations)
+        return Checked(key, request.validate_only, request.request_id)
+
+    return check
+
+
+def listing(kind: ResourceKind[Any, Any]) -> Validator:
+    """List{Project,Dataset}ApiKeysRequest: the hash alone."""
+
+    def check(request: Any) -> Checked:
+        return Checked(KeyRequest(_hash_only(getattr(request, kind.hash_field), kind.hash_field)))
+
+    return check
+
+
+def master(kind: ResourceKind[Any, Any]) -> Validator:
+    """GetOrCreate{Project,Dataset}ApiKeyRequest: the hash; the key asked for is the master key."""
+
+    def check(request: Any) -> Checked:
+        checked = _hash_only(getattr(request, kind.hash_field), kind.hash_field)
+        return Checked(kind.master(checked), request.validate_only)
+
+    return check
+
+
+def _refuse(violations: list[FieldViolation]) -> None:
     if violations:
         raise InvalidRequest(violations)
-    return request
 
 
-def hash_only(hash_value: str, hash_field: str) -> str:
+def _hash_only(hash_value: str, hash_field: str) -> str:
     violations: list[FieldViolation] = []
     checked = resource_hash(hash_value, hash_field, violations)
-    if violations:
-        raise InvalidRequest(violations)
+    _refuse(violations)
     return checked

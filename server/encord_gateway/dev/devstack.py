@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import tomli_w
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -49,18 +50,18 @@ def write_fixture(
     datasets: Sequence[str] = (DEMO_DATASET,),
 ) -> None:
     """Writes an emulator fixture with one admin user who administers every listed resource."""
-    lines = [f'[[users]]\nemail = "{email}"\npublic_key = "{public_key_line}"\n']
-    for n, project in enumerate(projects, 1):
-        lines.append(
-            f'[[projects]]\nproject_hash = "{project}"\ntitle = "Demo project {n}"\n'
-            f'admins = ["{email}"]\nmembers = []\n'
-        )
-    for n, dataset in enumerate(datasets, 1):
-        lines.append(
-            f'[[datasets]]\ndataset_hash = "{dataset}"\ntitle = "Demo dataset {n}"\n'
-            f'admins = ["{email}"]\nmembers = []\n'
-        )
-    path.write_text("\n".join(lines))
+    document = {
+        "users": [{"email": email, "public_key": public_key_line}],
+        "projects": [
+            {"project_hash": h, "title": f"Demo project {n}", "admins": [email], "members": []}
+            for n, h in enumerate(projects, 1)
+        ],
+        "datasets": [
+            {"dataset_hash": h, "title": f"Demo dataset {n}", "admins": [email], "members": []}
+            for n, h in enumerate(datasets, 1)
+        ],
+    }
+    path.write_text(tomli_w.dumps(document))
 
 
 @dataclass
@@ -176,13 +177,13 @@ def start_gateway(
 def write_caller_config(path: Path, token: str, name: str = "devstack") -> None:
     """A gateway config with one caller, holding `token`, allowed everything: the dev stack's caller."""
     digest = hashlib.sha256(token.encode()).hexdigest()
-    path.write_text(
-        "[[callers]]\n"
-        f'name = "{name}"\n'
-        f'tokens = [{{ sha256 = "{digest}" }}]\n'
-        'methods = ["*"]\nprojects = ["*"]\ndatasets = ["*"]\n'
-        'project_scopes = ["*"]\ndataset_scopes = ["*"]\nreveal_keys = true\n'
-    )
+    caller = {
+        "name": name,
+        "tokens": [{"sha256": digest}],
+        **{key: ["*"] for key in ("methods", "projects", "datasets", "project_scopes", "dataset_scopes")},
+        "reveal_keys": True,
+    }
+    path.write_text(tomli_w.dumps({"callers": [caller]}))
 
 
 @dataclass

@@ -6,10 +6,10 @@ import base64
 import binascii
 import functools
 import hashlib
-import struct
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_ssh_public_key
 
 ED25519_KEY_TYPE = "ssh-ed25519"
 ED25519_PUBLIC_KEY_BYTES = 32
@@ -26,26 +26,17 @@ def parse_openssh_public_key(line: str) -> bytes:
     if len(parts) < 2 or parts[0] != ED25519_KEY_TYPE:
         raise ValueError(f"not an OpenSSH {ED25519_KEY_TYPE} public key line")
     try:
-        blob = base64.b64decode(parts[1], validate=True)
+        base64.b64decode(parts[1], validate=True)
     except binascii.Error as exc:
         raise ValueError("the key is not valid base64") from exc
-    # The blob is the SSH wire format: string key_type, string key (RFC 4253 / RFC 8709).
-    fields: list[bytes] = []
-    offset = 0
-    while offset < len(blob):
-        if offset + 4 > len(blob):
-            raise ValueError("the key blob is truncated")
-        (size,) = struct.unpack_from(">I", blob, offset)
-        offset += 4
-        if offset + size > len(blob):
-            raise ValueError("the key blob is truncated")
-        fields.append(blob[offset : offset + size])
-        offset += size
-    if len(fields) != 2 or fields[0] != ED25519_KEY_TYPE.encode():
-        raise ValueError("the key blob is not an Ed25519 key")
-    if len(fields[1]) != ED25519_PUBLIC_KEY_BYTES:
-        raise ValueError("an Ed25519 public key has 32 bytes")
-    return fields[1]
+    try:
+        # The type and the blob only: the comment is free text, and whitespace between is any.
+        key = load_ssh_public_key(f"{parts[0]} {parts[1]}".encode())
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise ValueError("the key blob is not an Ed25519 public key") from exc
+    if not isinstance(key, Ed25519PublicKey):  # the blob names another type than the line does
+        raise ValueError("the key blob is not an Ed25519 public key")
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
 def parse_authorization(header: str) -> tuple[bytes, bytes]:

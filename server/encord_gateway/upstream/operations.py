@@ -1,4 +1,4 @@
-"""The six key operations in Encord's terms, including the SDK's get-or-create semantics."""
+"""The key operations in Encord's terms, for either resource kind, with the SDK's get-or-create semantics."""
 
 from __future__ import annotations
 
@@ -6,25 +6,16 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from encord_gateway import errors
 from encord_gateway.context import CallContext
-from encord_gateway.scopes import (
-    ALL_DATASET_SCOPES,
-    ALL_PROJECT_SCOPES,
-    DATASET_SCOPE_NUMBERS,
-    PROJECT_SCOPE_NUMBERS,
-)
+from encord_gateway.resources import ApiKey, KeyRequest, ResourceKind
 from encord_gateway.state import MemoryStore
 from encord_gateway.upstream import bounded_json
 from encord_gateway.upstream.client import EncordClient, UpstreamCall
 
 log = logging.getLogger(__name__)
-
-PROJECT_KEY_TYPE = "projectapikey"
-DATASET_KEY_TYPE = "datasetapikey"
 
 # What a key from Encord may be. A list answer of more keys than this is not taken for one (its size
 # is bounded too: http1.MAX_BODY_BYTES holds about 2,000 keys of the longest titles the gateway makes).
@@ -39,32 +30,6 @@ _API_KEY = re.compile(r"[!-~]+")
 # The one warning per answer about unknown scopes names at most this many, each cut to this length.
 MAX_UNKNOWN_SCOPES_LOGGED = 10
 MAX_LOGGED_NAME_LENGTH = 64
-
-
-@dataclass(frozen=True)
-class KeyRequest:
-    """A validated create request: the resource, the title, and Encord's scope strings in order."""
-
-    resource_hash: str
-    title: str
-    scopes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ProjectKey:
-    api_key: str
-    title: str
-    scopes: tuple[str, ...]
-    project_hash: str
-
-
-@dataclass(frozen=True)
-class DatasetKey:
-    dataset_hash: str
-    api_key: str
-    title: str
-    key_hash: str
-    scopes: tuple[str, ...]
 
 
 # Takes a named lock for at most `wait_s`, held for a lease of `lease_s` (renewed while held).
@@ -90,63 +55,39 @@ class KeyOperations:
         scope.upstream.append(call.outcome)
         return self._client.call(call)
 
-    # Projects ---------------------------------------------------------------
-
-    def create_project_key(self, request: KeyRequest, scope: CallContext) -> ProjectKey:
-        payload = {"title": request.title, "scopes": list(request.scopes)}
-        answer = self._call(scope, PROJECT_KEY_TYPE, "POST", request.resource_hash, payload, retryable=False)
-        return ProjectKey(
-            _api_key(answer, "a created project key"), request.title, request.scopes, request.resource_hash
-        )
-
-    def list_project_keys(self, project_hash: str, scope: CallContext) -> list[ProjectKey]:
-        answer = self._call(scope, PROJECT_KEY_TYPE, "GET", project_hash, None, retryable=True)
+    def create_key(self, kind: ResourceKind[Any, Any], request: KeyRequest, scope: CallContext) -> ApiKey:
+        uid, payload = kind.create_query(request)
+        answer = self._call(scope, kind.query_type, "POST", uid, payload, retryable=False)
+        if not kind.keys_carry_hashes:
+            # Encord answers with the key's string alone; the rest is what was asked for.
+            api_key = _api_key(answer, f"a created {kind.name} key")
+            return ApiKey(api_key, request.title, request.scopes, request.resource_hash)
         unknown = UnknownScopes()
-        keys = [_project_key(item, project_hash, unknown) for item in _list_answer(answer, "project keys")]
-        unknown.log()
-        return keys
-
-    def get_or_create_project_key(self, project_hash: str, scope: CallContext) -> tuple[ProjectKey, bool]:
-        with self._locks(
-            f"master:project:{project_hash}", LOCK_LEASE_S, max(0.0, scope.deadline.remaining())
-        ):
-            for key in self.list_project_keys(project_hash, scope):
-                if set(key.scopes) == set(ALL_PROJECT_SCOPES):
-                    return key, False
-            request = KeyRequest(project_hash, f"{project_hash} - admin key", ALL_PROJECT_SCOPES)
-            return self.create_project_key(request, scope), True
-
-    # Datasets ---------------------------------------------------------------
-
-    def create_dataset_key(self, request: KeyRequest, scope: CallContext) -> DatasetKey:
-        payload = {
-            "dataset_hash": request.resource_hash,
-            "title": request.title,
-            "scopes": list(request.scopes),
-        }
-        answer = self._call(scope, DATASET_KEY_TYPE, "POST", None, payload, retryable=False)
-        unknown = UnknownScopes()
-        key = _dataset_key(answer, request.resource_hash, unknown)
+        key = _key(kind, answer, request.resource_hash, unknown)
         unknown.log()
         return key
 
-    def list_dataset_keys(self, dataset_hash: str, scope: CallContext) -> list[DatasetKey]:
-        payload = {"dataset_hash": dataset_hash}
-        answer = self._call(scope, DATASET_KEY_TYPE, "GET", None, payload, retryable=True)
+    def list_keys(self, kind: ResourceKind[Any, Any], resource_hash: str, scope: CallContext) -> list[ApiKey]:
+        uid, payload = kind.list_query(resource_hash)
+        answer = self._call(scope, kind.query_type, "GET", uid, payload, retryable=True)
         unknown = UnknownScopes()
-        keys = [_dataset_key(item, dataset_hash, unknown) for item in _list_answer(answer, "dataset keys")]
+        keys = [
+            _key(kind, item, resource_hash, unknown) for item in _list_answer(answer, f"{kind.name} keys")
+        ]
         unknown.log()
         return keys
 
-    def get_or_create_dataset_key(self, dataset_hash: str, scope: CallContext) -> tuple[DatasetKey, bool]:
+    def get_or_create_key(
+        self, kind: ResourceKind[Any, Any], resource_hash: str, scope: CallContext
+    ) -> tuple[ApiKey, bool]:
+        """The SDK's get-or-create: the key with every scope (created False), else a new one (True)."""
         with self._locks(
-            f"master:dataset:{dataset_hash}", LOCK_LEASE_S, max(0.0, scope.deadline.remaining())
+            f"master:{kind.name}:{resource_hash}", LOCK_LEASE_S, max(0.0, scope.deadline.remaining())
         ):
-            for key in self.list_dataset_keys(dataset_hash, scope):
-                if set(key.scopes) == set(ALL_DATASET_SCOPES):
+            for key in self.list_keys(kind, resource_hash, scope):
+                if set(key.scopes) == set(kind.all_scopes):
                     return key, False
-            request = KeyRequest(dataset_hash, f"{dataset_hash} - admin key", ALL_DATASET_SCOPES)
-            return self.create_dataset_key(request, scope), True
+            return self.create_key(kind, kind.master(resource_hash), scope), True
 
 
 # Parsing Encord's answers ---------------------------------------------------
@@ -235,23 +176,14 @@ def _key_fields(item: Any, what: str) -> tuple[str, str]:
     return _api_key(item.get("api_key"), what), _text(item.get("title"), MAX_TITLE_LENGTH, what)
 
 
-def _project_key(item: Any, project_hash: str, unknown: UnknownScopes) -> ProjectKey:
-    api_key, title = _key_fields(item, "a project key")
-    return ProjectKey(
-        api_key, title, _scopes(item.get("scopes"), PROJECT_SCOPE_NUMBERS, unknown), project_hash
+def _key(kind: ResourceKind[Any, Any], item: Any, resource_hash: str, unknown: UnknownScopes) -> ApiKey:
+    what = f"a {kind.name} key"
+    api_key, title = _key_fields(item, what)
+    if not kind.keys_carry_hashes:
+        return ApiKey(api_key, title, _scopes(item.get("scopes"), kind.numbers, unknown), resource_hash)
+    named = _text(
+        item.get("resource_hash") or resource_hash, MAX_HASH_LENGTH, f"{what} with a resource_hash string"
     )
-
-
-def _dataset_key(item: Any, dataset_hash: str, unknown: UnknownScopes) -> DatasetKey:
-    api_key, title = _key_fields(item, "a dataset key")
-    resource_hash = item.get("resource_hash") or dataset_hash
     key_hash = item.get("key_hash")
-    return DatasetKey(
-        _text(resource_hash, MAX_HASH_LENGTH, "a dataset key with a resource_hash string"),
-        api_key,
-        title,
-        _text(key_hash, MAX_HASH_LENGTH, "a dataset key with a key_hash string")
-        if key_hash is not None
-        else "",
-        _scopes(item.get("scopes"), DATASET_SCOPE_NUMBERS, unknown),
-    )
+    own = _text(key_hash, MAX_HASH_LENGTH, f"{what} with a key_hash string") if key_hash is not None else ""
+    return ApiKey(api_key, title, _scopes(item.get("scopes"), kind.numbers, unknown), named, own)
