@@ -15,8 +15,8 @@ import pytest
 from encord_gateway_client import GatewayClient
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
-from reliability.harness import reason_of, retry_delay, stored_keys
 from support.lossy import PROJECT, LossyStack, lossy_stack
+from support.reliability import reason_of, retry_delay, stored_keys
 
 READ = [pb.API_KEY_SCOPE_LABEL_READ]
 

@@ -18,8 +18,8 @@ from encord_gateway.dev.devstack import Service, write_fixture, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from prometheus_client.parser import text_string_to_metric_families
-from reliability.harness import metrics_address, reason_of, retry_delay, start_emulator, start_gateway
 from support.lossy import PROJECT, LossyStack, lossy_stack
+from support.reliability import metrics_address, reason_of, retry_delay, start_emulator, start_gateway
 
 # Long enough that a retry sent at once falls inside it, short enough to wait out a few times.
 RECONCILE_AFTER_S = 1.0

@@ -14,8 +14,6 @@ from typing import Any
 
 import grpc
 import pytest
-from auth.harness import call, callers_toml, secured_stack, sha256, wait_for_output
-from auth.pki import Authority
 from encord_gateway.dev.devstack import (
     DEMO_DATASET,
     DEMO_PROJECT,
@@ -27,7 +25,9 @@ from encord_gateway.dev.devstack import (
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from reliability.harness import stored_keys
+from support.pki import Authority
+from support.reliability import stored_keys
+from support.secured import call, callers_toml, secured_stack, sha256, wait_for_output
 
 OPS, AUDITOR = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -8,10 +8,10 @@ from typing import Any
 
 import grpc
 import pytest
-from auth.harness import Secured, assert_no_key_in, call, secured_stack, sha256
-from auth.pki import Authority, Issued
 from encord_gateway.dev.devstack import DEMO_DATASET, DEMO_PROJECT
 from encord_gateway_client.v1 import api_keys_pb2 as pb
+from support.pki import Authority, Issued
+from support.secured import Secured, assert_no_key_in, call, secured_stack, sha256
 
 SIDECAR_TOKEN = secrets.token_urlsafe(24)
 CALLERS: list[dict[str, Any]] = [

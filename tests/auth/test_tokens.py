@@ -11,11 +11,11 @@ from typing import Any
 
 import grpc
 import pytest
-from auth.harness import Outcome, Secured, assert_no_key_in, call, secured_stack, sha256
 from encord_gateway.dev.devstack import DEMO_DATASET, DEMO_PROJECT, cli_argv
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support.secured import Outcome, Secured, assert_no_key_in, call, secured_stack, sha256
 
 OTHER = str(uuid.uuid4())
 TOKENS = {

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import tomli_w
-from auth.pki import Authority
 from encord_gateway.dev.devstack import cli_argv
+from support.pki import Authority
 from support.recorder import recording_server
 
 UNREACHABLE = "http://127.0.0.1:9"

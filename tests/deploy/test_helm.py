@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 import yaml
-from auth.pki import Authority
 from deploy.standins import ROOT, STANDIN_PASSPHRASE, Container, check, tool
 from encord_gateway.config import OPTIONS, state_kind
 from encord_gateway.dev.devstack import write_ssh_key
+from support.pki import Authority
 from support.redis_server import RedisServer
 
 CHART = ROOT / "deploy" / "helm" / "encord-gateway"

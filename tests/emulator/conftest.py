@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from emulator.harness import ROLES, Emulator, Spawn, spawn_emulator, stop_all
 from encord_gateway.dev.devstack import write_ssh_key
+from support.emulator_users import ROLES, Emulator, Spawn, spawn_emulator, stop_all
 
 
 @pytest.fixture(scope="session")

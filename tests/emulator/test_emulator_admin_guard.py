@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from emulator.harness import Emulator
 from encord_gateway.dev.devstack import cli_argv
 from encord_gateway.emulator.app import Emulator as InProcessEmulator
 from encord_gateway.emulator.faults import MAX_PAYLOAD_DEPTH
 from encord_gateway.emulator.options import Options
+from support.emulator_users import Emulator
 
 DEEP = 100_000  # far past Python's recursion limit for both parsers
 

@@ -14,9 +14,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
 from cryptography.x509.oid import NameOID
-from emulator.harness import PROJECT, Spawn, sdk_body, sdk_exception
 from encord.exceptions import AuthenticationError
 from encord_gateway.dev.devstack import cli_argv
+from support.emulator_users import PROJECT, Spawn, sdk_body, sdk_exception
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:

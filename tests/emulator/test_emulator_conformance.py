@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from emulator.harness import DATASET, PROJECT, Emulator, Spawn
 from encord.client import EncordClient, EncordClientDataset, EncordClientProject
 from encord.exceptions import AuthenticationError, AuthorisationError, OperationNotAllowed
 from encord.orm.dataset import DatasetAPIKey, DatasetScope
 from encord.orm.project_api_key import ProjectAPIKey
 from encord.utilities.client_utilities import APIKeyScopes
+from support.emulator_users import DATASET, PROJECT, Emulator, Spawn
 
 # The shape of the seed's "0-1aABCDE_aFGcdeHIfJ2KfLMgNO3PQh4RST5UV6W_X".
 ENCORD_KEY = re.compile(r"^0-[A-Za-z0-9_-]{41}$")

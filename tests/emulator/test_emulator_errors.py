@@ -9,16 +9,6 @@ from typing import Any
 
 import pytest
 import requests
-from emulator.harness import (
-    DATASET,
-    OTHER_DATASET,
-    OTHER_PROJECT,
-    PROJECT,
-    UNKNOWN_HASH,
-    Emulator,
-    sdk_body,
-    sdk_exception,
-)
 from encord.exceptions import (
     AuthenticationError,
     AuthorisationError,
@@ -34,6 +24,16 @@ from encord.user_client import EncordUserClient
 from encord.utilities.client_utilities import APIKeyScopes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.emulator_users import (
+    DATASET,
+    OTHER_DATASET,
+    OTHER_PROJECT,
+    PROJECT,
+    UNKNOWN_HASH,
+    Emulator,
+    sdk_body,
+    sdk_exception,
+)
 
 READ_WRITE = [APIKeyScopes.LABEL_READ, APIKeyScopes.LABEL_WRITE]
 SdkCall = Callable[[EncordUserClient], Any]

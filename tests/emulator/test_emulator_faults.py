@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import requests
-from emulator.harness import DATASET, PROJECT, Emulator, Spawn, sdk_body
 from encord.exceptions import (
     AuthenticationError,
     AuthorisationError,
@@ -19,6 +18,7 @@ from encord.exceptions import (
 )
 from encord.orm.dataset import DatasetScope
 from encord.utilities.client_utilities import APIKeyScopes
+from support.emulator_users import DATASET, PROJECT, Emulator, Spawn, sdk_body
 
 CREATE = sdk_body("projectapikey", "POST", PROJECT, {"title": "t", "scopes": ["label.read"]})
 NO_FAULTS = {

@@ -7,9 +7,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from emulator.harness import DATASET, PROJECT, Emulator, sdk_body
 from encord.orm.dataset import DatasetScope
 from encord.utilities.client_utilities import APIKeyScopes
+from support.emulator_users import DATASET, PROJECT, Emulator, sdk_body
 
 THREADS = 20
 CALLS = 200

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import tomli_w
-from emulator.harness import DATASET, EMAILS, PROJECT, Spawn, fixture_document
 from encord.client import EncordClient, EncordClientProject
 from encord.exceptions import AuthorisationError, SshKeyNotFound
 from encord.orm.dataset import DatasetScope
 from encord.utilities.client_utilities import APIKeyScopes
 from encord_gateway.emulator.store import new_api_key
+from support.emulator_users import DATASET, EMAILS, PROJECT, Spawn, fixture_document
 
 
 def test_keys_survive_a_restart(spawn: Spawn, tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ import grpc
 import pytest
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
-from fleet.harness import Fleet, GaveUp, create_until_answered, outcome, running_fleet
-from reliability.harness import UNKNOWN_OUTCOME, call_lines, report, secret_needles
+from support.fleet import Fleet, GaveUp, create_until_answered, outcome, running_fleet
+from support.reliability import UNKNOWN_OUTCOME, call_lines, report, secret_needles
 
 REPLICAS = 3
 

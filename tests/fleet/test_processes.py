@@ -16,8 +16,8 @@ import pytest
 from encord_gateway.dev.devstack import Service, cli_argv, start_gateway, write_fixture, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
-from fleet.harness import children, connections_to, outcome
-from reliability.harness import FaultProxy, new_hashes, start_emulator
+from support.fleet import children, connections_to, outcome
+from support.reliability import FaultProxy, new_hashes, start_emulator
 
 
 @dataclass

@@ -15,9 +15,9 @@ import pytest
 from encord_gateway.dev.devstack import Service, start_gateway, write_fixture, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
-from fleet.harness import children, connections_to
 from prometheus_client.parser import text_string_to_metric_families
-from reliability.harness import metrics_address, new_hashes, scrape, start_emulator
+from support.fleet import children, connections_to
+from support.reliability import metrics_address, new_hashes, scrape, start_emulator
 
 LIST = "ListProjectApiKeys"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from encord_gateway_client.v1 import api_keys_pb2 as pb
-from fleet.harness import Fleet, create_request, outcome, running_fleet
 from prometheus_client.parser import text_string_to_metric_families
-from reliability.harness import metrics_address, scrape
+from support.fleet import Fleet, create_request, outcome, running_fleet
+from support.reliability import metrics_address, scrape
 
 STATE = "encord_gateway.state"
 

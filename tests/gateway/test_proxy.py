@@ -13,7 +13,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from auth.pki import Authority
 from encord_gateway.dev.devstack import (
     DEMO_PROJECT,
     Service,
@@ -26,6 +25,7 @@ from encord_gateway.dev.devstack import (
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from support.loopback import Server, connect_proxy, head_fields
+from support.pki import Authority
 
 CREDENTIALS = "relay:s3cret"
 PROXY_AUTHORIZATION = "Basic " + base64.b64encode(CREDENTIALS.encode()).decode()

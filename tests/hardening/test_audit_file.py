@@ -7,9 +7,9 @@ import secrets
 from pathlib import Path
 
 import grpc
-from auth.harness import call, secured_stack, sha256
 from encord_gateway.dev.devstack import DEMO_PROJECT
 from encord_gateway_client.v1 import api_keys_pb2 as pb
+from support.secured import call, secured_stack, sha256
 
 TOKEN = secrets.token_urlsafe(24)
 CALLER = {

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from auth.harness import callers_toml, sha256, wait_for_output
 from encord_gateway.dev.devstack import Stack, running_stack
+from support.secured import callers_toml, sha256, wait_for_output
 
 TOKEN = secrets.token_urlsafe(24)
 LIMITED: dict[str, Any] = {

@@ -11,9 +11,9 @@ from typing import Any
 
 import grpc
 import pytest
-from auth.harness import Secured, call, secured_stack, sha256
 from encord_gateway.dev.devstack import DEMO_DATASET, DEMO_PROJECT, cli_argv
 from encord_gateway_client.v1 import api_keys_pb2 as pb
+from support.secured import Secured, call, secured_stack, sha256
 
 REVEALER_TOKEN = secrets.token_urlsafe(24)
 HIDDEN_TOKEN = secrets.token_urlsafe(24)

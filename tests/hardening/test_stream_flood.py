@@ -27,11 +27,11 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import pytest
-from auth.harness import secured_stack, sha256
 from encord_gateway.dev.devstack import DEMO_PROJECT, running_stack
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support.secured import secured_stack, sha256
 
 TOKEN = secrets.token_urlsafe(24)
 CALLER: dict[str, Any] = {

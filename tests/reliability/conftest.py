@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from reliability.harness import Ledger
+from support.reliability import Ledger
 
 SCAN_MODULE = "test_secrets.py"
 

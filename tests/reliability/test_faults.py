@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
-from reliability.harness import (
+from support.reliability import (
     UNKNOWN_OUTCOME,
     Ledger,
     Outcome,

@@ -25,7 +25,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability.harness import (
+from support.reliability import (
     Ledger,
     Outcome,
     ReliabilityStack,

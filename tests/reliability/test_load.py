@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
-from reliability.harness import (
+from support.reliability import (
     Ledger,
     Outcome,
     ProcFigures,

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from prometheus_client.parser import text_string_to_metric_families
-from reliability.harness import (
+from support.reliability import (
     Ledger,
     ReliabilityStack,
     invoke,

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 from encord_gateway_client.v1 import api_keys_pb2 as pb
-from fleet.harness import create_request, running_fleet
-from reliability.harness import (
+from support.fleet import create_request, running_fleet
+from support.reliability import (
     Ledger,
     invoke,
     metrics_address,

@@ -15,7 +15,7 @@ import grpc
 import pytest
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
-from reliability.harness import (
+from support.reliability import (
     Ledger,
     Outcome,
     ReliabilityStack,

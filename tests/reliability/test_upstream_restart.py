@@ -17,7 +17,7 @@ import pytest
 from encord_gateway.dev.devstack import write_fixture, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
-from reliability.harness import (
+from support.reliability import (
     UNKNOWN_OUTCOME,
     Ledger,
     Outcome,

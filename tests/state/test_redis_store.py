@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from auth.pki import Authority
 from encord_gateway import config
 from encord_gateway.access.ratelimit import SHARED_RETRY_AFTER_S, Rate, RateLimits
 from encord_gateway.dev.devstack import cli_argv, write_ssh_key
 from encord_gateway.state import StateConfigError, StateUnavailable, open_store
 from encord_gateway.state.redis import RedisStore, parse_url
+from support.pki import Authority
 from support.redis_server import RedisServer
 
 PASSWORD = "s3cret-" + uuid.uuid4().hex

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import requests
 from encord_gateway.dev.devstack import Service, write_fixture, write_ssh_key
-from reliability.harness import FaultProxy, start_emulator, start_gateway, stored_keys
+
+from support.reliability import FaultProxy, start_emulator, start_gateway, stored_keys
 
 PROJECT = "6ac8a6a4-6a64-4d4b-9a1c-3f1e3c2b9d10"
 # A proxy rule's needle for Encord creates: `faults.only_bodies_with = CREATES` loses only their answers.

@@ -6,9 +6,9 @@ import ssl
 from collections.abc import Iterator
 
 import pytest
-from auth.pki import Authority
 from encord_gateway.upstream.http1 import Http1Client
 from support.loopback import Handler, Server
+from support.pki import Authority
 from upstream.http1.peers import MakeClient, Serve, Tls
 
 

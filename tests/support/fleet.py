@@ -21,7 +21,9 @@ from encord_gateway.dev.devstack import Service, write_fixture, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from reliability.harness import (
+
+from support.redis_server import RedisServer
+from support.reliability import (
     FaultProxy,
     new_hashes,
     reason_of,
@@ -30,7 +32,6 @@ from reliability.harness import (
     start_gateway,
     stored_keys,
 )
-from support.redis_server import RedisServer
 
 READ = [pb.API_KEY_SCOPE_LABEL_READ]
 ADMIN_TITLE = "{} - admin key"

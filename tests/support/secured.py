@@ -15,11 +15,12 @@ from typing import Any
 import grpc
 import requests
 import tomli_w
-from auth.pki import Authority, Issued
 from encord_gateway.dev.devstack import Service, Stack, running_stack
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
+from support.pki import Authority, Issued
 
 
 def sha256(token: str) -> str:
