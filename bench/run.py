@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import fixtures
+import profiling
 import report
 import stack
 import targets
@@ -280,6 +281,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         files = fixtures.prepare(workdir)
         files["sdk_bundle"] = files["bundle" if args.sdk_ca == "certifi" else "cert"]
+        if args.profile:
+            seconds = args.seconds if args.seconds is not None else (2.0 if plan.quick else 5.0)
+            found = profiling.run_profile(
+                plan.modes, plan.ops, seconds, workdir, files, args.gateway_arg, emulator_cpus, gateway_cpus
+            )
+            meta = {"started_at": started_at, "cpus": os.cpu_count(), "loadavg": load_start}
+            meta |= {"platform": platform.platform(), "python": platform.python_version()}
+            args.profile_out.parent.mkdir(parents=True, exist_ok=True)
+            args.profile_out.write_text(profiling.summary(found, meta) + "\n")
+            print(f"wrote {args.profile_out}")
+            return 0 if found else 1
         go_binary, go_version = None, None
         paths = plan.paths
         if set(paths) & set(GO_PATHS):

@@ -233,6 +233,14 @@ def cpu_sample(pid: int) -> CpuSample:
     return CpuSample((int(fields[11]) + int(fields[12])) / CLOCK_TICKS, time.monotonic())
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a process in seconds: its own code, and the kernel's work for it."""
+    with open(f"/proc/{pid}/stat") as f:
+        text = f.read()
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+
 def _parents() -> dict[int, int]:
     """pid -> parent pid of every process, from /proc/*/stat."""
     parents: dict[int, int] = {}
