@@ -1,14 +1,21 @@
-"""`bench/run.py --profile`: py-spy records the gateway and grpc-empty at 8 in flight; a text summary.
+"""`bench/run.py --profile`: where the gateway's CPU goes next to grpc-empty's, at 8 in flight, as text.
 
 For each transport it starts the emulator, a gateway (SQLite store, pinned as in the cells) and the
 empty grpcio server, drives each with gateway-py-plain's client (no request id: the same calls
-grpc-empty answers) at 8 in flight, and samples the server with `py-spy record --gil` while /proc
-counts its CPU. `--gil` keeps only the thread that holds the interpreter lock: on a process pinned to
-one CPU that is the Python it runs, one sample per tick, so samples / rate / calls is Python time per
-call, and what /proc counts beyond it is CPU outside the lock (grpc core's C threads, the kernel's
-socket and TLS work). Without `--gil`, py-spy also counts threads parked in a blocking read or a
-queue, which are not using a CPU. The gateway's frames are put next to grpc-empty's: what the gateway
-spends beyond the framework.
+grpc-empty answers) at 8 in flight, and, one after the other within one load window:
+
+- `perf record` (when perf is installed and allowed): every CPU sample of the server by shared
+  object, so the CPU per call that /proc counts splits into the interpreter, grpc core, the kernel
+  (sockets, futexes, scheduling), libc (malloc), protobuf and TLS;
+- `py-spy record --nonblocking`: the Python stack of every thread that is running, so the CPU
+  splits by the Python frame it was spent under (the C and kernel work a frame calls included). A
+  frame's share of the samples is read as its share of /proc's CPU per call.
+
+py-spy's default (blocking) mode stops the process for each sample, and a stopped thread no longer
+looks idle: threads parked in a blocking read then count as running (three per CPU tick, measured).
+`--gil` keeps one thread per sample but, measured against perf, saw a tenth of the interpreter's
+time, most of it in grpc's hand-off to its thread pool. Non-blocking samples the running process
+without stopping it, and found at most one running thread per tick on a gateway pinned to one CPU.
 """
 
 from __future__ import annotations
@@ -29,9 +36,12 @@ import stack
 from measure import READ_KEYS, LoadGen, loadgen_argv
 
 LEVEL = 8
-RATE = 250  # samples per second and thread
+RATE = 250  # py-spy samples per second
+PERF_HZ = 499
+PY_SPY_FLAGS = ["--nonblocking"]  # see the module's docstring
 TOP = 12
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*)\)$")
+PERF_LINE = re.compile(r"^\s+(?P<share>[\d.]+)%\s+(?P<dso>\S.*?)\s*$")
 # What a frame's file (as `short` cuts it) starts with, in the order tried, names its group.
 GROUPS = (
     ("grpc (framework)", ("grpc/", "grpc_", "threading.py", "concurrent/futures/", "queue.py")),
@@ -45,6 +55,16 @@ GROUPS = (
     ),
     ("state store", ("encord_gateway/state/", "sqlite3/", "redis/")),
 )
+# perf's shared objects, by what part of the name says what they are; the first match wins.
+DSO_GROUPS = (
+    ("interpreter (Python code)", ("libpython", "python3")),
+    ("grpc core (C)", ("cygrpc",)),
+    ("kernel (sockets, futexes, scheduling)", ("[kernel",)),
+    ("libc (malloc, locks)", ("libc.so", "ld-linux", "libm.so", "[vdso]")),
+    ("protobuf (C)", ("_message", "protobuf")),
+    ("TLS and hashing (OpenSSL)", ("libcrypto", "libssl", "_ssl", "_hashlib")),
+    ("json (C)", ("_json",)),
+)
 
 
 def log(message: str) -> None:
@@ -56,23 +76,19 @@ class Profile:
     server: str
     op: str
     cpu_us_per_call: float
-    system_us_per_call: float  # of which the kernel's (sockets, futexes, scheduling)
-    calls_spied: float
-    # Stacks, root first, -> samples; a frame is "function (file)".
+    system_us_per_call: float  # of which the kernel's, by /proc
+    # Stacks, root first, -> py-spy samples; a frame is "function (file)".
     stacks: dict[tuple[str, ...], int]
+    # perf's share (0..1) of the CPU by DSO group; empty without perf.
+    dsos: dict[str, float]
 
     @property
     def samples(self) -> int:
         return sum(self.stacks.values())
 
     def us(self, samples: int) -> float:
-        """Interpreter-lock time per call of `samples` samples."""
-        return samples / RATE / self.calls_spied * 1e6 if self.calls_spied else 0.0
-
-    @property
-    def outside_us(self) -> float:
-        """CPU per call that /proc counted and no sample holds: outside the interpreter lock."""
-        return max(0.0, self.cpu_us_per_call - self.us(self.samples))
+        """The CPU per call under the frames of `samples` of py-spy's samples."""
+        return self.cpu_us_per_call * samples / self.samples if self.samples else 0.0
 
 
 def parse_raw(text: str) -> dict[tuple[str, ...], int]:
@@ -83,6 +99,17 @@ def parse_raw(text: str) -> dict[tuple[str, ...], int]:
         if frames and count.isdigit():
             stacks[tuple(short(f) for f in frames.split(";"))] += int(count)
     return dict(stacks)
+
+
+def parse_perf(text: str) -> dict[str, float]:
+    """`perf report --sort dso --stdio` lines (`  55.14%  libpython3.11.so.1.0`) as shares by DSO group."""
+    shares: dict[str, float] = collections.defaultdict(float)
+    for line in text.splitlines():
+        match = PERF_LINE.match(line)
+        if match:
+            name = next((g for g, parts in DSO_GROUPS if any(p in match["dso"] for p in parts)), "other")
+            shares[name] += float(match["share"]) / 100
+    return dict(shares)
 
 
 def short(frame: str) -> str:
@@ -125,33 +152,48 @@ def total_by_frame(profile: Profile) -> collections.Counter[str]:
     return counts
 
 
+def _perf(pid: int, seconds: float, out: Path) -> dict[str, float]:
+    perf = shutil.which("perf")
+    if perf is None:
+        return {}
+    argv = [perf, "record", "-F", str(PERF_HZ), "-p", str(pid), "-o", str(out), "--", "sleep", f"{seconds:g}"]
+    recorded = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
+    if recorded.returncode != 0 or not out.exists():
+        log(f"perf record failed (perf_event_paranoid?): {recorded.stderr.strip()[-300:]}")
+        return {}
+    argv = [perf, "report", "-i", str(out), "--sort", "dso", "--stdio", "--no-children", "-g", "none"]
+    report = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    return parse_perf(report.stdout)
+
+
 def record(
     mode: str, op: str, gen: LoadGen, server: stack.Process, seconds: float, out: Path
 ) -> Profile | None:
-    """Drives `gen` at LEVEL in flight and samples `server` for `seconds` after a short warm-up."""
+    """Drives `gen` at LEVEL in flight; perf, then py-spy, each for `seconds`, after a short warm-up."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     warmup = 0.5
+    window = 2 * seconds + 1.0  # both recorders and their start-up, inside the load
     window_start = time.time() + warmup
-    gen.send({"op": op, "concurrency": LEVEL, "window_start": window_start, "seconds": seconds})
+    gen.send({"op": op, "concurrency": LEVEL, "window_start": window_start, "seconds": window})
     time.sleep(warmup)
     before, split = stack.cpu_sample(server.pid), stack.cpu_split(server.pid)
+    dsos = _perf(server.pid, seconds, out.with_suffix(".perf"))
     argv = [py_spy, "record", "--pid", str(server.pid), "--duration", str(int(seconds)), "--rate", str(RATE)]
-    argv += ["--gil", "--format", "raw", "--nolineno", "--output", str(out)]
+    argv += [*PY_SPY_FLAGS, "--format", "raw", "--nolineno", "--output", str(out)]
     spy = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
     after, system_s = stack.cpu_sample(server.pid), stack.cpu_split(server.pid)[1] - split[1]
     done = gen.expect("done")
-    calls = int(done["completed_in_window"])
     if spy.returncode != 0 or not out.exists():
         log(f"py-spy failed on {server.name} ({mode} {op}): {spy.stderr.strip()[-500:]}")
         return None
-    # /proc's CPU over py-spy's own window: the calls of the whole window, scaled to it.
-    spied_s = after.at - before.at
-    calls_spied = calls * min(1.0, spied_s / seconds) if seconds > 0 else calls
-    us = (after.cpu_s - before.cpu_s) / calls_spied * 1e6 if calls_spied else 0.0
-    system_us = system_s / calls_spied * 1e6 if calls_spied else 0.0
-    return Profile(
-        server.name, op, round(us, 1), round(system_us, 1), calls_spied, parse_raw(out.read_text())
-    )
+    # /proc's CPU over the recorded part of the window, for the calls that finished in that part.
+    recorded_s = after.at - before.at
+    calls = int(done["completed_in_window"]) * min(1.0, recorded_s / window)
+    if not calls:
+        return None
+    us = (after.cpu_s - before.cpu_s) / calls * 1e6
+    stacks = parse_raw(out.read_text())
+    return Profile(server.name, op, round(us, 1), round(system_s / calls * 1e6, 1), stacks, dsos)
 
 
 def run_profile(
@@ -209,21 +251,38 @@ def run_profile(
     return found
 
 
-def _rows(counts: collections.Counter[str], profile: Profile, top: int) -> Iterable[list[str]]:
-    for name, n in counts.most_common(top):
-        yield [f"`{name}`", f"{100 * n / profile.samples:.1f} %", f"{profile.us(n):.0f}"]
+def _table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    return [*lines, *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
+def _frames(counts: collections.Counter[str], profile: Profile, top: int) -> list[list[str]]:
+    return [
+        [f"`{name}`", f"{100 * n / profile.samples:.1f} %", f"{profile.us(n):.0f}"]
+        for name, n in counts.most_common(top)
+    ]
+
+
+def _beyond(mine: dict[str, float], theirs: dict[str, float]) -> list[list[str]]:
+    names = sorted(set(mine) | set(theirs), key=lambda n: -mine.get(n, 0.0))
+    return [
+        [n, f"{mine.get(n, 0):.0f}", f"{theirs.get(n, 0):.0f}", f"{mine.get(n, 0) - theirs.get(n, 0):+.0f}"]
+        for n in names
+    ]
 
 
 def summary(found: dict[str, list[tuple[Profile, Profile]]], meta: dict[str, Any]) -> str:
-    """The profile as markdown: per mode and op, by group next to grpc-empty, then the top frames."""
+    """The profile as markdown: per mode and op, the CPU by shared object and Python by group, next to
+    grpc-empty's, then the top frames."""
     out = [
         "# Where the gateway's CPU goes",
         "",
-        "Written by `make bench ARGS=--profile` (`bench/run.py --profile`): `py-spy record --gil` at "
-        f"{RATE} samples/s on the gateway and on grpc-empty, each pinned to one CPU and driven at {LEVEL} "
-        "in flight by the gateway-py-plain client (no request id). A sample is the thread holding the "
-        "interpreter lock, so µs per call are Python time per call; the CPU per call is /proc's over "
-        "the sampled window, and the difference is CPU outside the lock (grpc core, kernel, TLS). "
+        "Written by `make bench ARGS=--profile` (`bench/run.py --profile`; bench/profiling.py says how). "
+        f"The gateway and grpc-empty, each pinned to one CPU, driven at {LEVEL} in flight by the "
+        "gateway-py-plain client (no request id). CPU per call is /proc's over the recorded window; "
+        f"`perf record -F {PERF_HZ}` splits it by shared object; `py-spy record --nonblocking` at {RATE}/s "
+        "splits it by the Python frame it ran under (what that frame calls in C and in the kernel "
+        "included). "
         f"Run {meta['started_at']} on {meta['cpus']} CPUs, {meta['platform']}, Python {meta['python']}; "
         f"1-minute load {meta['loadavg'][0]:.2f} at the start: a shared machine, so read proportions.",
         "",
@@ -235,58 +294,31 @@ def summary(found: dict[str, list[tuple[Profile, Profile]]], meta: dict[str, Any
             out += [
                 f"## {op}, emulator over {mode.upper()}",
                 "",
-                f"CPU per call: gateway {gateway.cpu_us_per_call:.0f} µs ({gateway.samples} samples), "
-                f"grpc-empty {empty.cpu_us_per_call:.0f} µs ({empty.samples} samples): {ratio:.2f} times. "
-                f"Of which in the kernel (system time): gateway {gateway.system_us_per_call:.0f} µs, "
-                f"grpc-empty {empty.system_us_per_call:.0f} µs.",
+                f"CPU per call: gateway {gateway.cpu_us_per_call:.0f} µs, grpc-empty "
+                f"{empty.cpu_us_per_call:.0f} µs: {ratio:.2f} times. In the kernel (/proc's system time): "
+                f"{gateway.system_us_per_call:.0f} and {empty.system_us_per_call:.0f} µs.",
                 "",
-                "By where the running frame is (self time):",
-                "",
-                "| group | gateway µs/call | grpc-empty µs/call | beyond grpc-empty |",
-                "|---|---:|---:|---:|",
             ]
-            mine, theirs = self_by(gateway, group), self_by(empty, group)
-            rows = [(name, gateway.us(n), empty.us(theirs.get(name, 0))) for name, n in mine.most_common()]
-            rows += [(name, 0.0, empty.us(n)) for name, n in theirs.most_common() if name not in mine]
-            rows.append(
-                (
-                    "outside the interpreter lock (grpc core, kernel, TLS)",
-                    gateway.outside_us,
-                    empty.outside_us,
-                )
+            if gateway.dsos and empty.dsos:
+                out += ["By shared object (perf), µs per call:", ""]
+                mine = {k: v * gateway.cpu_us_per_call for k, v in gateway.dsos.items()}
+                theirs = {k: v * empty.cpu_us_per_call for k, v in empty.dsos.items()}
+                out += _table(["where", "gateway", "grpc-empty", "beyond grpc-empty"], _beyond(mine, theirs))
+            else:
+                out += ["(perf was not available or not allowed: no split by shared object.)", ""]
+            out += ["By the group of the running Python frame (py-spy, self), µs per call:", ""]
+            mine = {k: gateway.us(n) for k, n in self_by(gateway, group).items()}
+            theirs = {k: empty.us(n) for k, n in self_by(empty, group).items()}
+            out += _table(["group", "gateway", "grpc-empty", "beyond grpc-empty"], _beyond(mine, theirs))
+            out += [f"Top frames of the gateway, self ({gateway.samples} samples):", ""]
+            out += _table(["frame", "share", "µs/call"], _frames(self_by(gateway, lambda f: f), gateway, TOP))
+            out += [f"Top frames of grpc-empty, self ({empty.samples} samples):", ""]
+            out += _table(
+                ["frame", "share", "µs/call"], _frames(self_by(empty, lambda f: f), empty, TOP // 2)
             )
-            for name, g, e in rows:
-                out.append(f"| {name} | {g:.0f} | {e:.0f} | {g - e:+.0f} |")
-            out += [
-                "",
-                "Top frames of the gateway, self:",
-                "",
-                "| frame | share | µs/call |",
-                "|---|---:|---:|",
-            ]
-            out += [
-                "| " + " | ".join(row) + " |" for row in _rows(self_by(gateway, lambda f: f), gateway, TOP)
-            ]
-            out += [
-                "",
-                "Top frames of grpc-empty, self:",
-                "",
-                "| frame | share | µs/call |",
-                "|---|---:|---:|",
-            ]
-            out += [
-                "| " + " | ".join(row) + " |" for row in _rows(self_by(empty, lambda f: f), empty, TOP // 2)
-            ]
             ours = collections.Counter(
                 {f: n for f, n in total_by_frame(gateway).items() if "encord_gateway/" in f}
             )
-            out += [
-                "",
-                "Top gateway frames, total (self and what they call):",
-                "",
-                "| frame | share | µs/call |",
-            ]
-            out += ["|---|---:|---:|"]
-            out += ["| " + " | ".join(row) + " |" for row in _rows(ours, gateway, TOP + 4)]
-            out.append("")
-    return "\n".join(out)
+            out += ["Top gateway frames, total (self and what they call):", ""]
+            out += _table(["frame", "share", "µs/call"], _frames(ours, gateway, TOP + 4))
+    return "\n".join(out).rstrip()

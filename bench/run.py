@@ -14,8 +14,13 @@ paths alike:
   grpc-empty  the Go stub against bench/empty_server.py: a Python grpcio server whose
               handlers do nothing (the least any Python grpcio server spends on a call)
 
-Each path runs in its own load-generator process; the gateway's CPU and RSS are
-read from /proc. Results go to bench/results/latest.json and a PNG next to it.
+Then the gateway variant cells (bench/variants.py): the same client against
+gateways one flag apart, `--state-url redis://` next to `memory://` and
+`--processes 2` next to 1. Each path runs in its own load-generator process; the
+gateways' CPU (summed over a supervisor's workers) and RSS are read from /proc.
+Results, with each target of bench/targets.py met or not, go to
+bench/results/latest.json, latest.md and a PNG next to them. `--profile` records
+the gateway and grpc-empty with py-spy instead (bench/profiling.py).
 """
 
 from __future__ import annotations
