@@ -7,7 +7,7 @@ from pathlib import Path
 import stack
 from encord_gateway.dev.devstack import write_fixture, write_ssh_key
 from loadgen import FloorClient
-from measure import EXACTLY_ONCE_PROJECT, READ_KEYS, READ_PROJECT, WRITE_PROJECT
+from measure import READ_KEYS, READ_PROJECT, WRITE_PROJECT, WRITE_PROJECTS
 from variants import PROJECTS as VARIANT_PROJECTS
 
 
@@ -37,7 +37,7 @@ def prepare(workdir: Path) -> dict[str, Path]:
     write_fixture(
         files["fixture"],
         public,
-        projects=(READ_PROJECT, WRITE_PROJECT, EXACTLY_ONCE_PROJECT, *VARIANT_PROJECTS.values()),
+        projects=(READ_PROJECT, WRITE_PROJECT, *WRITE_PROJECTS.values(), *VARIANT_PROJECTS.values()),
         datasets=(),
     )
     stack.write_self_signed(files["cert"], files["cert_key"])
