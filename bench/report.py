@@ -195,6 +195,26 @@ def markdown(
     return "\n".join(out)
 
 
+def console(result: dict[str, Any], cells: list[dict[str, Any]]) -> str:
+    """What `make bench` prints: each mode's table, the ratios, the targets, what was skipped."""
+    out = []
+    for mode, info in result["modes"].items():
+        noise = info["other_cpu_util_mean"]
+        out += [
+            f"\n== emulator over {mode.upper()} (1-min load {info['loadavg_before'][0]:.2f} before; "
+            f"other processes used {_fmt(noise)} CPUs on average while cells ran) ==",
+            table(cells, mode),
+        ]
+    out.append("\nratios:")
+    for mode, by_op in result["ratios"].items():
+        for op, values in by_op.items():
+            out += [f"  [{mode:<5}] {op:<5} {name:<34} {value}" for name, value in values.items()]
+    out += ["\ntargets (reported, not asserted):", target_lines(result["targets"])]
+    if result["skipped"]:
+        out.append("\nskipped: " + "; ".join(f"{p}: {why}" for p, why in result["skipped"].items()))
+    return "\n".join(out)
+
+
 def target_lines(checks: list[dict[str, Any]]) -> str:
     lines = []
     for c in checks:

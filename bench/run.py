@@ -373,29 +373,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.markdown(cells, plan.modes, plan.ops, result["targets"]) + "\n"
     )
 
-    for mode in plan.modes:
-        noise = modes[mode]["other_cpu_util_mean"]
-        print(
-            f"\n== emulator over {mode.upper()} (1-min load {modes[mode]['loadavg_before'][0]:.2f} before; "
-            f"other processes used {_fmt_cpus(noise)} CPUs on average while cells ran) =="
-        )
-        print(report.table(cells, mode))
-    print("\nratios:")
-    for mode, by_op in result["ratios"].items():
-        for op, values in by_op.items():
-            for name, value in values.items():
-                print(f"  [{mode:<5}] {op:<5} {name:<34} {value}")
-    print("\ntargets (reported, not asserted):")
-    print(report.target_lines(result["targets"]))
-    if skipped:
-        print("\nskipped: " + "; ".join(f"{p}: {why}" for p, why in skipped.items()))
+    print(report.console(result, cells))
     written = [args.out, args.out.with_suffix(".md"), *([png] if result["png"] else [])]
     print(f"\nwrote {', '.join(str(p) for p in written)} in {result['duration_s']}s")
     return 0
-
-
-def _fmt_cpus(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
 
 
 def _version(package: str) -> str | None:
