@@ -169,13 +169,26 @@ def floor_path(args: argparse.Namespace) -> Callable[[str, int], Call]:
 
 
 def gateway_path(args: argparse.Namespace) -> Callable[[str, int], Call]:
-    """The gateway through the Python stub: one channel shared by every worker, as a service would."""
-    from encord_gateway_client import ProjectScope, connect
+    """The gateway through the Python stub: one channel shared by every worker, as a service would.
 
-    client = connect(args.target)
+    With `--channels N`, N channels each on a connection of its own, worker i on channel i mod N: a
+    gateway of several processes gets connections, not calls, spread over its workers.
+    """
+    import grpc
+    from encord_gateway_client import GatewayClient, ProjectScope, connect
+
+    if args.channels > 1:
+        # A local subchannel pool: otherwise channels to one target share one connection.
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        clients = [
+            GatewayClient(grpc.insecure_channel(args.target, options=options)) for _ in range(args.channels)
+        ]
+    else:
+        clients = [connect(args.target)]
     scopes = [ProjectScope(s) for s in WRITE_SCOPES]
 
     def for_worker(op: str, worker: int) -> Call:
+        client = clients[worker % len(clients)]
         if op == "read":
 
             def read() -> None:
@@ -307,6 +320,7 @@ def main() -> int:
     parser.add_argument("--read-project", required=True)
     parser.add_argument("--write-project", required=True)
     parser.add_argument("--read-keys", type=int, default=10, help="keys a read must return")
+    parser.add_argument("--channels", type=int, default=1, help="gateway-py: channels (connections)")
     args = parser.parse_args()
     make_call = PATHS[args.path](args)
     emit({"event": "ready"})

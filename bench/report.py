@@ -7,23 +7,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-# The issue's targets, for a 2-core machine. Reported, never asserted: machines are noisy.
-TARGET_LATENCY_VS_SDK = 1.0  # gateway p50 / SDK p50 at 1 in flight, at most
-TARGET_THROUGHPUT_VS_FLOOR = 0.70  # gateway calls/s / floor calls/s at 32 in flight, at least
-TARGET_CPU_US_PER_CALL = 300.0  # gateway CPU per call, at most
-TARGET_PEAK_RSS_MB = 100.0  # gateway peak RSS at 128 in flight, at most
-LATENCY_LEVEL = 1
-THROUGHPUT_LEVEL = 32
-RSS_LEVEL = 128
-GATEWAY_PATHS = ("gateway-py", "gateway-py-plain", "gateway-go")
-# Each gateway path against the floor whose client is written in the same language (client cost is
-# the same on both sides), and against the compiled floor (the limit no gateway can beat).
-FLOORS = {
-    "gateway-py": ("floor", "floor-go"),
-    "gateway-py-plain": ("floor", "floor-go"),
-    "gateway-go": ("floor-go", "floor"),
-}
-PATH_ORDER = ("sdk", "floor", "floor-go", "gateway-py", "gateway-py-plain", "gateway-go", "grpc-empty")
+from targets import THROUGHPUT_LEVEL, find
+
+MAIN_PATHS = ("sdk", "floor", "floor-go", "gateway-py", "gateway-py-plain", "gateway-go", "grpc-empty")
+VARIANT_PATHS = ("gateway-memory", "gateway-redis", "gateway-1proc", "gateway-2proc")
+PATH_ORDER = (*MAIN_PATHS, *VARIANT_PATHS)
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
@@ -57,112 +45,6 @@ def summarize(done: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# Levels at which the request_id cost is reported (a quick run has only the first).
-LEVELS_OF_COST = (1, 8)
-
-
-def _find(cells: Iterable[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
-    return next((c for c in cells if all(c.get(k) == v for k, v in match.items())), None)
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b in (None, 0) else round(a / b, 3)
-
-
-def ratios(cells: list[dict[str, Any]], modes: Sequence[str], ops: Sequence[str]) -> dict[str, Any]:
-    """gateway/sdk p50 latency at 1 in flight, gateway/floor throughput at 32 in flight, per mode and op."""
-    out: dict[str, Any] = {}
-    for mode in modes:
-        for op in ops:
-            for gateway in GATEWAY_PATHS:
-                at1 = _find(cells, mode=mode, op=op, path=gateway, concurrency=LATENCY_LEVEL)
-                sdk = _find(cells, mode=mode, op=op, path="sdk", concurrency=LATENCY_LEVEL)
-                if at1 and sdk:
-                    key = f"{gateway}/sdk p50 @{LATENCY_LEVEL}"
-                    out.setdefault(mode, {}).setdefault(op, {})[key] = _ratio(at1["p50_ms"], sdk["p50_ms"])
-                at32 = _find(cells, mode=mode, op=op, path=gateway, concurrency=THROUGHPUT_LEVEL)
-                for floor in FLOORS[gateway]:
-                    base = _find(cells, mode=mode, op=op, path=floor, concurrency=THROUGHPUT_LEVEL)
-                    if at32 and base:
-                        key = f"{gateway}/{floor} calls/s @{THROUGHPUT_LEVEL}"
-                        out.setdefault(mode, {}).setdefault(op, {})[key] = _ratio(
-                            at32["throughput_cps"], base["throughput_cps"]
-                        )
-                # What the gateway spends per call, over what an empty Python grpcio server spends.
-                empty = _find(cells, mode=mode, op=op, path="grpc-empty", concurrency=THROUGHPUT_LEVEL)
-                if at32 and empty:
-                    key = f"{gateway}/grpc-empty CPU us/call @{THROUGHPUT_LEVEL}"
-                    out.setdefault(mode, {}).setdefault(op, {})[key] = _ratio(
-                        at32.get("gateway_cpu_us_per_call"), empty.get("gateway_cpu_us_per_call")
-                    )
-            # What exactly-once costs a create: with a request_id (SQLite store) over without, same run.
-            with_id = {
-                c: _find(cells, mode=mode, op=op, path="gateway-py", concurrency=c) for c in LEVELS_OF_COST
-            }
-            plain = {
-                c: _find(cells, mode=mode, op=op, path="gateway-py-plain", concurrency=c)
-                for c in LEVELS_OF_COST
-            }
-            id_at1, plain_at1 = with_id[LATENCY_LEVEL], plain[LATENCY_LEVEL]
-            if op == "write" and id_at1 and plain_at1:
-                ratios_of = out.setdefault(mode, {}).setdefault(op, {})
-                ratios_of[f"request_id/plain p50 @{LATENCY_LEVEL}"] = _ratio(
-                    id_at1["p50_ms"], plain_at1["p50_ms"]
-                )
-                for level in LEVELS_OF_COST:
-                    a, b = with_id[level], plain[level]
-                    if a and b:
-                        ratios_of[f"request_id/plain gateway CPU us/call @{level}"] = _ratio(
-                            a.get("gateway_cpu_us_per_call"), b.get("gateway_cpu_us_per_call")
-                        )
-    return out
-
-
-def targets(cells: list[dict[str, Any]], modes: Sequence[str], ops: Sequence[str]) -> list[dict[str, Any]]:
-    """Each target of the issue, per mode, op and gateway path: the measured value and whether it is met."""
-    checks: list[dict[str, Any]] = []
-
-    def check(mode: str, name: str, target: str, value: float | None, met: bool | None) -> None:
-        checks.append({"mode": mode, "name": name, "target": target, "value": value, "met": met})
-
-    for mode in modes:
-        for gateway in GATEWAY_PATHS:
-            if not _find(cells, mode=mode, path=gateway):
-                continue
-            for op in ops:
-                at1 = _find(cells, mode=mode, op=op, path=gateway, concurrency=LATENCY_LEVEL)
-                sdk = _find(cells, mode=mode, op=op, path="sdk", concurrency=LATENCY_LEVEL)
-                if at1 and sdk:
-                    value = _ratio(at1["p50_ms"], sdk["p50_ms"])
-                    met = None if value is None else value <= TARGET_LATENCY_VS_SDK
-                    name = f"{op}: {gateway} p50 / sdk p50 @{LATENCY_LEVEL}"
-                    check(mode, name, f"<= {TARGET_LATENCY_VS_SDK}", value, met)
-                at32 = _find(cells, mode=mode, op=op, path=gateway, concurrency=THROUGHPUT_LEVEL)
-                floor = FLOORS[gateway][0]
-                base = _find(cells, mode=mode, op=op, path=floor, concurrency=THROUGHPUT_LEVEL)
-                if at32 and base:
-                    value = _ratio(at32["throughput_cps"], base["throughput_cps"])
-                    met = None if value is None else value >= TARGET_THROUGHPUT_VS_FLOOR
-                    name = f"{op}: {gateway} / {floor} calls/s @{THROUGHPUT_LEVEL}"
-                    check(mode, name, f">= {TARGET_THROUGHPUT_VS_FLOOR}", value, met)
-                if at32 and at32.get("gateway_cpu_us_per_call") is not None:
-                    value = at32["gateway_cpu_us_per_call"]
-                    name = f"{op}: {gateway} gateway CPU us/call @{THROUGHPUT_LEVEL}"
-                    check(
-                        mode, name, f"<= {TARGET_CPU_US_PER_CALL:g}", value, value <= TARGET_CPU_US_PER_CALL
-                    )
-            at128 = [
-                c for c in cells if (c["mode"], c["path"], c["concurrency"]) == (mode, gateway, RSS_LEVEL)
-            ]
-            peaks = [c["gateway_peak_rss_mb"] for c in at128 if c.get("gateway_peak_rss_mb") is not None]
-            if peaks:
-                name = f"{gateway} gateway peak RSS MB @{RSS_LEVEL}"
-                check(mode, name, f"<= {TARGET_PEAK_RSS_MB:g}", max(peaks), max(peaks) <= TARGET_PEAK_RSS_MB)
-        errors = sum(c["errors"] for c in cells if c["mode"] == mode)
-        check(mode, "errors, every path and level", "== 0", errors, errors == 0)
-    return checks
-
-
 def _fmt(value: Any, spec: str = ".2f") -> str:
     if value is None:
         return "-"
@@ -171,7 +53,7 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
 
 def table(cells: list[dict[str, Any]], mode: str) -> str:
     """One line per op, path and concurrency, in the order the paths are listed."""
-    widths = (-5, -10, 9, 8, 8, 8, 8, 6, 14, 9, 7, 7)
+    widths = (-5, -16, 9, 8, 8, 8, 8, 6, 14, 9, 7, 7)
     names: tuple[str, ...] = ("op", "path", "in flight", "p50 ms", "p90 ms", "p99 ms", "calls/s", "errors")
     names += ("gw cpu us/call", "gw rss MB", "emu cpu", "other")
 
@@ -231,23 +113,35 @@ def _md_table(head: Sequence[str], rows: Iterable[Sequence[str]], right: int = 1
     return [*lines, *("| " + " | ".join(row) + " |" for row in rows), ""]
 
 
-def markdown(cells: list[dict[str, Any]], modes: Sequence[str], ops: Sequence[str]) -> str:
-    """The README's tables: latency and calls/s per path, the servers' CPU and RSS, CPU per process."""
+def _verdict(met: bool | None) -> str:
+    return {True: "met", False: "MISSED", None: "not measured"}[met]
+
+
+def markdown(
+    cells: list[dict[str, Any]],
+    modes: Sequence[str],
+    ops: Sequence[str],
+    checks: Sequence[dict[str, Any]] = (),
+) -> str:
+    """The targets, then the tables: latency and calls/s per path, the servers' CPU and RSS, CPU per
+    process, and the gateway variants."""
     titles = {"read": "ListProjectApiKeys (10 keys)", "write": "CreateProjectApiKey"}
-    levels = sorted({c["concurrency"] for c in cells})
-    paths = [p for p in PATH_ORDER if any(c["path"] == p for c in cells)]
+    main = [c for c in cells if c["path"] in MAIN_PATHS]
+    levels = sorted({c["concurrency"] for c in main})
+    paths = [p for p in MAIN_PATHS if any(c["path"] == p for c in main)]
     servers = [p for p in ("gateway-py", "gateway-go", "grpc-empty") if p in paths]
     out: list[str] = []
+    if checks:
+        out += ["**Targets** — ratios to paths of this same run (see docs/performance.md)", ""]
+        rows = [[c["name"], c["target"], _fmt(c["value"], ".3g"), _verdict(c["met"])] for c in checks]
+        out += _md_table(["target", "bound", "value", "verdict"], rows, right=0)
     for mode in modes:
         for op in ops:
             out += [f"**{titles[op]}, emulator over {mode.upper()}** — p50 / p99 latency, calls/s", ""]
             rows = [
                 [
                     str(level),
-                    *(
-                        _latency_cell(_find(cells, mode=mode, op=op, path=p, concurrency=level))
-                        for p in paths
-                    ),
+                    *(_latency_cell(find(cells, mode=mode, op=op, path=p, concurrency=level)) for p in paths),
                 ]
                 for level in levels
             ]
@@ -258,7 +152,7 @@ def markdown(cells: list[dict[str, Any]], modes: Sequence[str], ops: Sequence[st
             [
                 str(level),
                 *(
-                    _server_cell(_find(cells, mode=mode, op=op, path=p, concurrency=level))
+                    _server_cell(find(cells, mode=mode, op=op, path=p, concurrency=level))
                     for p, op in columns
                 ),
             ]
@@ -272,22 +166,61 @@ def markdown(cells: list[dict[str, Any]], modes: Sequence[str], ops: Sequence[st
         rows = []
         for op in ops:
             for path in paths:
-                c = _find(cells, mode=mode, op=op, path=path, concurrency=THROUGHPUT_LEVEL)
+                c = find(cells, mode=mode, op=op, path=path, concurrency=THROUGHPUT_LEVEL)
                 if c is not None and c["throughput_cps"] is not None:
                     calls = f"{c['throughput_cps']:.0f}"
                     rows.append(
                         [op, path, calls, _used(c, "gateway"), _used(c, "emulator"), _used(c, "client")]
                     )
         out += _md_table(["op", "path", "calls/s", "server", "emulator", "client"], rows, right=0)
+        variants = [c for c in cells if c["mode"] == mode and c["path"] in VARIANT_PATHS]
+        if variants:
+            out += [f"**Gateway variants, {mode.upper()}** — one flag apart, pair by pair", ""]
+            variants.sort(key=lambda c: (c["op"] != "read", c["concurrency"], PATH_ORDER.index(c["path"])))
+            rows = [
+                [
+                    c["op"],
+                    c["path"],
+                    str(c["concurrency"]),
+                    _fmt(c["p50_ms"]),
+                    _fmt(c["throughput_cps"], ".0f"),
+                    _fmt(c.get("gateway_cpu_us_per_call"), ".0f"),
+                    _fmt(c.get("redis_cpu_us_per_call"), ".0f"),
+                    _fmt(c.get("gateway_peak_rss_mb"), ".0f"),
+                ]
+                for c in variants
+            ]
+            head = ["op", "path", "in flight", "p50 ms", "calls/s", "gateway µs/call", "redis µs/call"]
+            out += _md_table([*head, "gateway RSS MB"], rows, right=0)
+    return "\n".join(out)
+
+
+def console(result: dict[str, Any], cells: list[dict[str, Any]]) -> str:
+    """What `make bench` prints: each mode's table, the ratios, the targets, what was skipped."""
+    out = []
+    for mode, info in result["modes"].items():
+        noise = info["other_cpu_util_mean"]
+        out += [
+            f"\n== emulator over {mode.upper()} (1-min load {info['loadavg_before'][0]:.2f} before; "
+            f"other processes used {_fmt(noise)} CPUs on average while cells ran) ==",
+            table(cells, mode),
+        ]
+    out.append("\nratios:")
+    for mode, by_op in result["ratios"].items():
+        for op, values in by_op.items():
+            out += [f"  [{mode:<5}] {op:<5} {name:<34} {value}" for name, value in values.items()]
+    out += ["\ntargets (reported, not asserted):", target_lines(result["targets"])]
+    if result["skipped"]:
+        out.append("\nskipped: " + "; ".join(f"{p}: {why}" for p, why in result["skipped"].items()))
     return "\n".join(out)
 
 
 def target_lines(checks: list[dict[str, Any]]) -> str:
     lines = []
     for c in checks:
-        verdict = {True: "met", False: "MISSED", None: "n/a"}[c["met"]]
+        verdict = _verdict(c["met"])
         value = _fmt(c["value"], ".3g")
-        lines.append(f"  [{c['mode']:<5}] {c['name']:<48} {value:>8}  target {c['target']:<8} {verdict}")
+        lines.append(f"  {c['name']:<78} {value:>8}  target {c['target']:<10} {verdict}")
     return "\n".join(lines)
 
 
@@ -315,7 +248,7 @@ def draw(cells: list[dict[str, Any]], modes: Sequence[str], ops: Sequence[str], 
     for row, mode in enumerate(modes):
         for col, op in enumerate(ops):
             ax = axes[row][col]
-            for path in PATH_ORDER:
+            for path in MAIN_PATHS:
                 mine = sorted(
                     (c for c in cells if c["mode"] == mode and c["op"] == op and c["path"] == path),
                     key=lambda c: c["concurrency"],

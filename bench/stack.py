@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -80,6 +82,8 @@ class Process:
     name: str
     popen: subprocess.Popen[str]
     address: str
+    # A supervisor of worker processes (`serve --processes N`): its CPU is summed over the tree.
+    tree: bool = False
 
     @property
     def pid(self) -> int:
@@ -96,7 +100,14 @@ class Process:
         return self.popen.returncode
 
 
-def start(name: str, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> Process:
+def start(
+    name: str,
+    argv: Sequence[str],
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    *,
+    tree: bool = False,
+) -> Process:
     """Starts `argv` and waits for its `listening on` line; its logs go straight to `log_path`."""
     log = log_path.open("ab")
     popen = subprocess.Popen(
@@ -125,7 +136,7 @@ def start(name: str, argv: Sequence[str], log_path: Path, env: dict[str, str] | 
         popen.kill()
         popen.wait()
         raise RuntimeError(f"{name} did not start; see {log_path}:\n{log_path.read_text()[-2000:]}")
-    return Process(name, popen, found[0])
+    return Process(name, popen, found[0], tree)
 
 
 def pinned(cpus: str | None) -> list[str]:
@@ -150,19 +161,61 @@ def start_gateway(
     extra: Sequence[str],
     cpus: str | None = None,
     env: dict[str, str] | None = None,
+    *,
+    name: str = "gateway",
 ) -> Process:
     argv = cli_argv(
         "serve", "--listen", "127.0.0.1:0", "--encord-domain", url, "--ssh-key-file", str(key_file)
     )
     if ca_file:
         argv += ["--encord-ca-file", str(ca_file)]
-    return start("gateway", [*pinned(cpus), *argv, *extra], workdir / "gateway.log", env)
+    several = any(a.startswith("--processes") and not a.endswith("=1") for a in extra)
+    return start(name, [*pinned(cpus), *argv, *extra], workdir / f"{name}.log", env, tree=several)
 
 
 def start_empty_server(workdir: Path, read_keys: int, cpus: str | None = None) -> Process:
     script = Path(__file__).resolve().parent / "empty_server.py"
     argv = [sys.executable, str(script), "--listen", "127.0.0.1:0", "--read-keys", str(read_keys)]
     return start("grpc-empty", [*pinned(cpus), *argv], workdir / "empty-server.log")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def start_redis(workdir: Path, cpus: str | None = None) -> Process:
+    """A throwaway redis-server on a free loopback port (the bench's twin of tests/support/redis_server.py).
+
+    Append-only with `appendfsync everysec`, Redis's own default for AOF, as a fleet's store runs:
+    the test twin's `always` would measure this disk's fsync, not the store.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
+    import redis
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):
+        port = free_port()
+        argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(workdir)]
+        argv += ["--logfile", str(workdir / "redis.log"), "--save", "", "--daemonize", "no"]
+        argv += ["--appendonly", "yes", "--appendfsync", "everysec"]
+        popen = subprocess.Popen([*pinned(cpus), *argv], stdout=subprocess.DEVNULL, text=True)
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while popen.poll() is None and time.monotonic() < deadline:
+            try:
+                client.ping()
+                client.close()
+                return Process("redis", popen, f"127.0.0.1:{port}")
+            except redis.RedisError:
+                time.sleep(0.02)
+        popen.kill()  # the port was taken between the probe and the bind, or it hung: try another
+        popen.wait()
+    raise RuntimeError(f"redis-server did not start; see {workdir / 'redis.log'}")
 
 
 @dataclass(frozen=True)
@@ -179,6 +232,52 @@ def cpu_sample(pid: int) -> CpuSample:
     # The command name may hold spaces; the fields after it are fixed. utime, stime: fields 14, 15.
     fields = text[text.rindex(")") + 2 :].split()
     return CpuSample((int(fields[11]) + int(fields[12])) / CLOCK_TICKS, time.monotonic())
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a process in seconds: its own code, and the kernel's work for it."""
+    with open(f"/proc/{pid}/stat") as f:
+        text = f.read()
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process, from /proc/*/stat."""
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    text = f.read()
+            except OSError:
+                continue  # gone meanwhile
+            parents[int(entry.name)] = int(text[text.rindex(")") + 2 :].split()[1])
+    return parents
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (this kernel has no /proc/PID/task/TID/children to ask)."""
+    children: dict[int, list[int]] = {}
+    for child, parent in _parents().items():
+        children.setdefault(parent, []).append(child)
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        queue.extend(children.get(current, ()))
+    return found
+
+
+def tree_cpu_sample(pid: int) -> CpuSample:
+    """utime + stime summed over `pid` and its live descendants (a supervisor and its workers)."""
+    total = 0.0
+    for member in descendants(pid):
+        try:
+            total += cpu_sample(member).cpu_s
+        except OSError:
+            continue  # exited between the scan and the read
+    return CpuSample(total, time.monotonic())
 
 
 def machine_busy_s() -> float:
@@ -202,10 +301,15 @@ def rss_kb(pid: int) -> tuple[int, int]:
 
 
 class RssSampler:
-    """Polls a process's VmRSS every `interval` seconds; `take()` returns the peak since the last take."""
+    """Polls a process's VmRSS every `interval` seconds; `take()` returns the peak since the last take.
 
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
+    With `tree`, the sum over the process and its descendants (pages the workers share after the
+    fork are counted in each: an upper bound).
+    """
+
+    def __init__(self, pid: int, interval: float = 0.05, *, tree: bool = False) -> None:
         self._pid = pid
+        self._tree = tree
         self._interval = interval
         self._peak = 0
         self._lock = threading.Lock()
@@ -213,10 +317,21 @@ class RssSampler:
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
         self._thread.start()
 
+    def _read(self) -> int:
+        if not self._tree:
+            return rss_kb(self._pid)[0]
+        total = 0
+        for member in descendants(self._pid):
+            try:
+                total += rss_kb(member)[0]
+            except OSError:
+                continue
+        return total
+
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                rss, _ = rss_kb(self._pid)
+                rss = self._read()
             except OSError:
                 return
             with self._lock:
@@ -224,7 +339,7 @@ class RssSampler:
 
     def take(self) -> int:
         try:
-            rss, _ = rss_kb(self._pid)
+            rss = self._read()
         except OSError:
             rss = 0
         with self._lock:

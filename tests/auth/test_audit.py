@@ -145,3 +145,29 @@ def test_the_lookup_command_answers_who_minted_a_key(
     assert _cli("lookup", "deadbeefdeadbeef") == 1
     assert _cli("lookup", "abc") == 2
     assert _cli("lookup", KEY, "--audit-log", str(tmp_path / "missing")) == 2
+
+
+@pytest.mark.parametrize(
+    ("now", "want"),
+    [
+        (1700000000.125, "2023-11-14T22:13:20.125Z"),
+        (1700000000.9996, "2023-11-14T22:13:20.999Z"),  # the same second, from the cached prefix
+        (1700000001.0, "2023-11-14T22:13:21.000Z"),  # the next second
+        (1699999999.5, "2023-11-14T22:13:19.500Z"),  # a clock stepped back is not served the later second
+    ],
+)
+def test_audit_times_are_right_across_the_once_a_second_prefix(now: float, want: str) -> None:
+    from encord_gateway.access.audit import utc_now
+
+    assert utc_now(now) == want
+
+
+def test_a_line_is_written_as_compact_ascii_json(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    trail = AuditTrail(str(path))
+    line = {"type": "audit", "title": "key\u2028two\u0085lines é", "scopes_granted": ["label.read"]}
+    trail.write(line)
+    trail.close()
+    # One reused encoder, the same bytes json.dumps gave: no line break but the last, ASCII only.
+    assert path.read_bytes() == (json.dumps(line, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
+    assert path.read_bytes().count(b"\n") == 1

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from auth.harness import secured_stack
-from auth.pki import Authority
 from encord_gateway.dev.devstack import Service, running_stack
 from interop.stock_tools import SERVICE, run, tool
+from support.pki import Authority
+from support.secured import secured_stack
 
 TOKEN = secrets.token_urlsafe(24)
 CALLERS = [

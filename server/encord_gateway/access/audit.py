@@ -23,11 +23,24 @@ log = logging.getLogger(__name__)
 # Every audit line has "type": "audit", so the trail can share a stream with the JSON log.
 LINE_TYPE = "audit"
 MIN_PREFIX_HEX = 8
+# One encoder for every line: json.dumps with separators builds a new one per call. ASCII only: a
+# title's U+2028 or U+0085 must not split a record for readers that split lines on Unicode line
+# breaks; JSON readers decode the escapes back.
+_encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+# (second, its "YYYY-MM-DDTHH:MM:SS"): strftime once a second, not once a line. Swapped whole, so a
+# thread reads either the old pair or the new one.
+_second: tuple[int, str] = (-1, "")
 
 
-def utc_now() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+def utc_now(now: float | None = None) -> str:
+    global _second
+    if now is None:
+        now = time.time()
+    second = int(now)
+    cached = _second
+    if cached[0] != second:
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{int(now % 1 * 1000):03d}Z"
 
 
 def audit_line(record: CallRecord, facts: AuditFacts) -> dict[str, Any]:
@@ -109,9 +122,7 @@ class AuditTrail:
 
     def write(self, line: dict[str, Any], *, durable: bool = False) -> None:
         """One line, written whole or raising OSError; `durable` also waits for the disk (mint records)."""
-        # ASCII only: a title's U+2028 or U+0085 must not split a record for readers that split lines
-        # on Unicode line breaks; JSON readers decode the escapes back.
-        data = (json.dumps(line, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
+        data = (_encode(line) + "\n").encode()
         with self._lock:
             self._follow_the_path()
             view = memoryview(data)

@@ -56,6 +56,16 @@ class RpcFrame:
         return record
 
     def finish(self, record: CallRecord) -> None:
+        if log.isEnabledFor(logging.INFO):
+            self._log_call(record)
+        for observer in self.observers:
+            try:
+                observer.call_finished(record)
+            except Exception:
+                log.exception("observer %s failed", type(observer).__name__)
+
+    def _log_call(self, record: CallRecord) -> None:
+        """The call's log line; its fields are built only when INFO is on (--log-level warning: never)."""
         fields = {
             "method": record.method,
             "resource_hash": record.resource_hash,
@@ -68,11 +78,6 @@ class RpcFrame:
             "trace_id": record.trace_id,
         }
         log.info("call", extra={FIELDS: fields})
-        for observer in self.observers:
-            try:
-                observer.call_finished(record)
-            except Exception:
-                log.exception("observer %s failed", type(observer).__name__)
 
 
 class Validated(Protocol):
