@@ -1,7 +1,8 @@
-"""The variant cells' plumbing: a real Redis, a gateway of two processes, tiny windows; never how fast.
+"""The variant cells' plumbing: a real Redis, a gateway of two processes, short windows; never how fast.
 
-One mode, one level, 1 s windows (a busy machine may answer nothing in less): it checks that each pair is measured, that the Redis server's CPU
-and the CPU of every worker of `--processes 2` are read, and that the pairs' targets get values.
+One mode, one level, 1 s windows (in less, a busy machine may answer nothing): it checks that each
+pair is measured, that the Redis server's CPU and the CPU of every worker of `--processes 2` are read,
+and that the pairs' targets get values.
 """
 
 from __future__ import annotations
