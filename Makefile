@@ -5,11 +5,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-reliability test-interop lint docs dist stubs stubs-check bench bench-quick clean
+.PHONY: help venv run test coverage test-reliability test-interop lint docs dist stubs stubs-check bench bench-quick clean
 
 help:
 	@echo "make run               start the emulator and the gateway, and show every operation"
 	@echo "make test              the whole unit, integration and conformance suite"
+	@echo "make coverage          make test under branch coverage, failing below the floor (90 %)"
 	@echo "make test-interop      the Go, Java, TypeScript and Python clients against a live gateway"
 	@echo "make test-reliability  faults, load, restarts and fuzzing (long)"
 	@echo "make lint              ruff, mypy, import-linter (the layers), buf lint and buf breaking"
@@ -31,6 +32,15 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+# The same suite under branch coverage of the server package, also in the gateway and emulator processes
+# the tests start; below the floor ([tool.coverage.report] fail_under in pyproject.toml) it fails. It runs
+# apart from make test because tracing every line makes the suite about 1.7 times as costly in CPU.
+# COVERAGE_FILE is absolute so that a process started in a temporary directory writes its data here.
+# A partial run (ARGS) has no floor.
+coverage: $(STAMP)
+	rm -f .coverage .coverage.*
+	COVERAGE_FILE=$(CURDIR)/.coverage $(PY) -m pytest -q -m "not slow" --cov --cov-report=term $(if $(ARGS),--cov-fail-under=0) $(ARGS)
 
 test-reliability: $(STAMP)
 	$(PY) -m pytest -q -m slow $(ARGS)
@@ -71,4 +81,4 @@ bench-quick: $(STAMP)
 	$(PY) bench/run.py --quick $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site dist
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site dist .coverage .coverage.*
