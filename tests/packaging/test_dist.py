@@ -41,6 +41,12 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(autouse=True)
+def _no_checkout_on_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The installed venv's processes must not find this checkout through an inherited PYTHONPATH."""
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+
+
 @pytest.fixture(scope="module")
 def installed(wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv (no editable installs) with `pip install --find-links DIST encord-gateway`."""
