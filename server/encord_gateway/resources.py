@@ -31,6 +31,11 @@ class ApiKey:
     scopes: tuple[str, ...]
     resource_hash: str
     key_hash: str = ""
+    # Computed once: the answer's message and the audit line of a list both name the key by it.
+    fingerprint: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fingerprint", fingerprint(self.api_key))
 
 
 KeyMessage = TypeVar("KeyMessage", bound=Message)
@@ -88,17 +93,13 @@ class ResourceKind(Generic[KeyMessage, ListMessage]):
         return self.list_response(api_keys=[self.build(key, reveal) for key in keys])
 
 
-def _fingerprint(api_key: str) -> str:
-    return fingerprint(api_key) if api_key else ""
-
-
 def _project_key(key: ApiKey, reveal: bool) -> pb.ProjectApiKey:
     return pb.ProjectApiKey(
         api_key=key.api_key if reveal else "",
         title=key.title,
         scopes=PROJECT.scope_numbers(key.scopes),
         project_hash=key.resource_hash,
-        fingerprint=_fingerprint(key.api_key),
+        fingerprint=key.fingerprint,
     )
 
 
@@ -109,7 +110,7 @@ def _dataset_key(key: ApiKey, reveal: bool) -> pb.DatasetApiKey:
         title=key.title,
         key_hash=key.key_hash,
         scopes=DATASET.scope_numbers(key.scopes),
-        fingerprint=_fingerprint(key.api_key),
+        fingerprint=key.fingerprint,
     )
 
 
