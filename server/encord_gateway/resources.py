@@ -57,7 +57,10 @@ class ResourceKind(Generic[KeyMessage, ListMessage]):
     # Encord answers a dataset create with the key's object, a project create with the key's string
     # alone; and a dataset key's object names its resource_hash and its own key_hash.
     keys_carry_hashes: bool
-    build: Callable[[ApiKey, bool], KeyMessage]  # (key, reveal) -> the proto key
+    # (make, key, reveal) -> the proto key, made by `make`: the message class, or a listing's
+    # `api_keys.add`, which builds the key in place (a listing built from messages copies each).
+    build: Callable[[Callable[..., KeyMessage], ApiKey, bool], KeyMessage]
+    key_message: type[KeyMessage]
     list_response: type[ListMessage]
 
     @property
@@ -83,18 +86,24 @@ class ResourceKind(Generic[KeyMessage, ListMessage]):
         return resource_hash, None
 
     def message(self, key: ApiKey, *, reveal: bool = True) -> KeyMessage:
-        return self.build(key, reveal)
+        return self.build(self.key_message, key, reveal)
 
     def preview(self, request: KeyRequest) -> KeyMessage:
         """A validate_only answer: what would be minted, without a key."""
-        return self.build(ApiKey("", request.title, request.scopes, request.resource_hash), False)
+        return self.build(
+            self.key_message, ApiKey("", request.title, request.scopes, request.resource_hash), False
+        )
 
     def listing(self, keys: list[ApiKey], *, reveal: bool) -> ListMessage:
-        return self.list_response(api_keys=[self.build(key, reveal) for key in keys])
+        listing = self.list_response()
+        add, build = listing.api_keys.add, self.build  # type: ignore[attr-defined]
+        for key in keys:
+            build(add, key, reveal)
+        return listing
 
 
-def _project_key(key: ApiKey, reveal: bool) -> pb.ProjectApiKey:
-    return pb.ProjectApiKey(
+def _project_key(make: Callable[..., pb.ProjectApiKey], key: ApiKey, reveal: bool) -> pb.ProjectApiKey:
+    return make(
         api_key=key.api_key if reveal else "",
         title=key.title,
         scopes=PROJECT.scope_numbers(key.scopes),
@@ -103,8 +112,8 @@ def _project_key(key: ApiKey, reveal: bool) -> pb.ProjectApiKey:
     )
 
 
-def _dataset_key(key: ApiKey, reveal: bool) -> pb.DatasetApiKey:
-    return pb.DatasetApiKey(
+def _dataset_key(make: Callable[..., pb.DatasetApiKey], key: ApiKey, reveal: bool) -> pb.DatasetApiKey:
+    return make(
         dataset_hash=key.resource_hash,
         api_key=key.api_key if reveal else "",
         title=key.title,
@@ -123,6 +132,7 @@ PROJECT: ResourceKind[pb.ProjectApiKey, pb.ListProjectApiKeysResponse] = Resourc
     hash_in_payload=False,
     keys_carry_hashes=False,
     build=_project_key,
+    key_message=pb.ProjectApiKey,
     list_response=pb.ListProjectApiKeysResponse,
 )
 DATASET: ResourceKind[pb.DatasetApiKey, pb.ListDatasetApiKeysResponse] = ResourceKind(
@@ -134,6 +144,7 @@ DATASET: ResourceKind[pb.DatasetApiKey, pb.ListDatasetApiKeysResponse] = Resourc
     hash_in_payload=True,
     keys_carry_hashes=True,
     build=_dataset_key,
+    key_message=pb.DatasetApiKey,
     list_response=pb.ListDatasetApiKeysResponse,
 )
 KINDS = (PROJECT, DATASET)
