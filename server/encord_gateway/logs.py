@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
 import time
 from typing import IO, Any
 
+from encord_gateway import jsontext
+
 # Fields attached with `extra={"fields": {...}}` are merged into the JSON line.
 FIELDS = "fields"
-# One encoder for every line: json.dumps with non-default options builds a new one per call. ASCII only,
-# so that no title or Encord message can carry a line break (U+2028, U+0085) or a terminal escape.
-_encode = json.JSONEncoder(ensure_ascii=True, default=str).encode
+# One encoder for every line (jsontext: json.dumps builds one per call). ASCII only, so that no title
+# or Encord message can carry a line break (U+2028, U+0085) or a terminal escape.
+_encode = jsontext.encoder(default=str)
 # (second, its "YYYY-MM-DDTHH:MM:SS"): strftime once a second, not once a line (every call logs one).
 # Swapped whole, so a thread reads either the old pair or the new one.
 _second: tuple[int, str] = (-1, "")
