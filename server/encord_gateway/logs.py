@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
+import threading
 import time
-from typing import Any
+from typing import IO, Any
+
+from encord_gateway import jsontext
 
 # Fields attached with `extra={"fields": {...}}` are merged into the JSON line.
 FIELDS = "fields"
-# One encoder for every line: json.dumps with non-default options builds a new one per call. ASCII only,
-# so that no title or Encord message can carry a line break (U+2028, U+0085) or a terminal escape.
-_encode = json.JSONEncoder(ensure_ascii=True, default=str).encode
+# One encoder for every line (jsontext: json.dumps builds one per call). ASCII only, so that no title
+# or Encord message can carry a line break (U+2028, U+0085) or a terminal escape.
+_encode = jsontext.encoder(default=str)
+# (second, its "YYYY-MM-DDTHH:MM:SS"): strftime once a second, not once a line (every call logs one).
+# Swapped whole, so a thread reads either the old pair or the new one.
+_second: tuple[int, str] = (-1, "")
+
+
+def _time(created: float, msecs: float) -> str:
+    global _second
+    second = int(created)
+    cached = _second
+    if cached[0] != second:
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{int(msecs):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": _time(record.created, record.msecs),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -32,12 +45,42 @@ class JsonFormatter(logging.Formatter):
         return _encode(line)
 
 
+class LineHandler(logging.StreamHandler[IO[str]]):
+    """A StreamHandler that formats outside its lock and writes each line once.
+
+    StreamHandler formats, writes and flushes under one lock (taken twice): every other thread
+    that logs meanwhile waits for the JSON encoding too. The line is formatted first, then written
+    under a plain lock; a line-buffered stream (stderr) writes it on the newline, so it is flushed
+    only when the stream does not do that itself.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(stream)
+        self._write_lock = threading.Lock()
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        if not self.filter(record):
+            return False
+        try:
+            text = self.format(record) + self.terminator
+            stream = self.stream
+            with self._write_lock:
+                stream.write(text)
+                if not getattr(stream, "line_buffering", False):
+                    stream.flush()
+        except RecursionError:  # as logging's own emit(): a loop must not pass for a log failure
+            raise
+        except Exception:
+            self.handleError(record)
+        return True
+
+
 def configure(level: str = "info") -> None:
     # The logging HOWTO's optimisations for facts no line here carries: where a call was made
     # from (a stack walk per record), and thread and process names and ids.
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LineHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

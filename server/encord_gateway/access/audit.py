@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from encord_gateway import errors
+from encord_gateway import errors, jsontext
 from encord_gateway.context import AuditFacts, CallRecord
 from encord_gateway.logs import FIELDS
 from encord_gateway.redaction import fingerprint
@@ -23,10 +23,10 @@ log = logging.getLogger(__name__)
 # Every audit line has "type": "audit", so the trail can share a stream with the JSON log.
 LINE_TYPE = "audit"
 MIN_PREFIX_HEX = 8
-# One encoder for every line: json.dumps with separators builds a new one per call. ASCII only: a
-# title's U+2028 or U+0085 must not split a record for readers that split lines on Unicode line
-# breaks; JSON readers decode the escapes back.
-_encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+# One encoder for every line (jsontext: json.dumps builds one per call). ASCII only: a title's U+2028
+# or U+0085 must not split a record for readers that split lines on Unicode line breaks; JSON readers
+# decode the escapes back.
+_encode = jsontext.encoder(separators=(",", ":"))
 # (second, its "YYYY-MM-DDTHH:MM:SS"): strftime once a second, not once a line. Swapped whole, so a
 # thread reads either the old pair or the new one.
 _second: tuple[int, str] = (-1, "")

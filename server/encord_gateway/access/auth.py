@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import grpc
 from encord_gateway_client.v1 import api_keys_pb2 as pb
@@ -138,13 +138,29 @@ def _tolerant(parse: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | 
 
 
 class _WithoutCredentials:
-    """The ServicerContext the servicer sees: the same, minus the authorization metadata."""
+    """The ServicerContext the servicer sees: the same, minus the authorization metadata.
+
+    What the frame calls on every call is written out, not found through __getattr__ (which
+    Python runs only after a failed lookup: an AttributeError raised and caught each time).
+    """
 
     def __init__(self, context: grpc.ServicerContext) -> None:
         self._context = context
 
     def invocation_metadata(self) -> tuple[Any, ...]:
         return tuple(m for m in self._context.invocation_metadata() if m[0] != AUTHORIZATION)
+
+    def time_remaining(self) -> float | None:
+        return self._context.time_remaining()
+
+    def peer(self) -> str:
+        return self._context.peer()
+
+    def set_trailing_metadata(self, metadata: Any) -> None:
+        self._context.set_trailing_metadata(metadata)
+
+    def abort_with_status(self, status: grpc.Status) -> NoReturn:
+        self._context.abort_with_status(status)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._context, name)
@@ -231,9 +247,9 @@ class AuthInterceptor(_ServerInterceptor):
         def guarded(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
             policy = self._holder.current  # one policy for the whole call, even if a reload lands now
             try:
-                principal = authenticate(
-                    policy, context.auth_context(), context.invocation_metadata(), mtls=self._mtls
-                )
+                # Without mutual TLS there is no certificate to read: the auth context is not built.
+                auth_context = context.auth_context() if self._mtls else {}
+                principal = authenticate(policy, auth_context, context.invocation_metadata(), mtls=self._mtls)
             except AuthFailure as failure:
                 error = errors.REASONS[failure.reason](_TOLD[failure.reason])
                 facts = AuditFacts(

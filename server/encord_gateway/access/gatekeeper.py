@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from encord_gateway_client.v1 import api_keys_pb2 as pb
@@ -95,15 +95,16 @@ class Gatekeeper:
         principal, _ = self._admit(record, intent, minting=False)
         return Access(reveal_keys=_reveals(principal))
 
-    def revealed(self, record: CallRecord, api_keys: list[str]) -> None:
-        """A list is about to hand out these keys: recorded by fingerprint and committed, as a mint is.
+    def revealed(self, record: CallRecord, fingerprints: Sequence[str]) -> None:
+        """A list is about to hand out the keys of these fingerprints: recorded and committed, as a mint is.
 
+        Fingerprints, not the keys: the servicer has them already (resources.ApiKey.fingerprint).
         Fail closed: AuditUnavailable if the record cannot be written, and the list is not answered.
         """
         facts = record.audit
-        if not api_keys or facts is None:
+        if not fingerprints or facts is None:
             return
-        facts.key_returned, facts.fingerprints = True, tuple(fingerprint(k) for k in api_keys)
+        facts.key_returned, facts.fingerprints = True, tuple(fingerprints)
         if self._audit is not None:
             self._audit.commit(record, facts)
 

@@ -94,7 +94,7 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
         access = self.gatekeeper.read(record, KeyIntent(kind.name, resource_hash))
         keys = self.operations.list_keys(kind, resource_hash, _scope(record))
         if access.reveal_keys:
-            self.gatekeeper.revealed(record, [k.api_key for k in keys])
+            self.gatekeeper.revealed(record, [k.fingerprint for k in keys])
         return kind.listing(keys, reveal=access.reveal_keys)
 
     def _get_or_create(

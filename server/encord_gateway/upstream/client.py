@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import random
@@ -15,7 +14,7 @@ from typing import Any, Literal, Protocol
 
 import certifi
 
-from encord_gateway import config, errors
+from encord_gateway import config, errors, jsontext
 from encord_gateway.context import CallOutcome, Deadline, trace_header
 from encord_gateway.logs import FIELDS
 from encord_gateway.upstream import bounded_json, http1, proxies
@@ -50,9 +49,13 @@ def worth_retrying(exc: errors.GatewayError, *, repeatable: bool) -> bool:
     return repeatable and isinstance(exc, TRANSIENT)
 
 
+# json.dumps with Python's defaults, as the SDK encodes (jsontext: the encoder built once, not per call).
+_encode = jsontext.encoder()
+
+
 def encode_body(query_type: str, query_method: str, uid: Any, payload: Any) -> bytes:
     """The exact bytes the SDK signs: json.dumps with Python's defaults, keys in this order."""
-    return json.dumps(
+    return _encode(
         {"query_type": query_type, "query_method": query_method, "values": {"uid": uid, "payload": payload}}
     ).encode()
 

@@ -63,7 +63,7 @@ class KeyOperations:
             api_key = _api_key(answer, f"a created {kind.name} key")
             return ApiKey(api_key, request.title, request.scopes, request.resource_hash)
         unknown = UnknownScopes()
-        key = _key(kind, answer, request.resource_hash, unknown)
+        key = _key(kind, answer, request.resource_hash, unknown, f"a {kind.name} key")
         unknown.log()
         return key
 
@@ -71,8 +71,10 @@ class KeyOperations:
         uid, payload = kind.list_query(resource_hash)
         answer = self._call(scope, kind.query_type, "GET", uid, payload, retryable=True)
         unknown = UnknownScopes()
+        what = f"a {kind.name} key"  # once per answer, not once per key
         keys = [
-            _key(kind, item, resource_hash, unknown) for item in _list_answer(answer, f"{kind.name} keys")
+            _key(kind, item, resource_hash, unknown, what)
+            for item in _list_answer(answer, f"{kind.name} keys")
         ]
         unknown.log()
         return keys
@@ -169,21 +171,27 @@ def _text(value: Any, limit: int, what: str) -> str:
     return value
 
 
-def _key_fields(item: Any, what: str) -> tuple[str, str]:
-    """A key's JSON object, which must hold `api_key` and `title` strings: (api_key, title)."""
-    if not isinstance(item, dict):
+def _key(
+    kind: ResourceKind[Any, Any], item: Any, resource_hash: str, unknown: UnknownScopes, what: str
+) -> ApiKey:
+    """A key's JSON object, which must hold `api_key` and `title` strings (`what` names it in errors).
+
+    Run once per listed key: the checks are _api_key's and _text's, inlined where they pass.
+    """
+    if type(item) is not dict:  # JSON's objects are dicts, never a subclass
         raise _bad_answer(what)
-    return _api_key(item.get("api_key"), what), _text(item.get("title"), MAX_TITLE_LENGTH, what)
-
-
-def _key(kind: ResourceKind[Any, Any], item: Any, resource_hash: str, unknown: UnknownScopes) -> ApiKey:
-    what = f"a {kind.name} key"
-    api_key, title = _key_fields(item, what)
+    api_key: Any = item.get("api_key")
+    title: Any = item.get("title")
+    if type(api_key) is not str or len(api_key) > MAX_API_KEY_LENGTH or not _API_KEY.fullmatch(api_key):
+        _api_key(api_key, what)  # raises, with its message
+    if type(title) is not str or len(title) > MAX_TITLE_LENGTH:
+        raise _bad_answer(what)
+    scopes = _scopes(item.get("scopes"), kind.numbers, unknown)
     if not kind.keys_carry_hashes:
-        return ApiKey(api_key, title, _scopes(item.get("scopes"), kind.numbers, unknown), resource_hash)
+        return ApiKey(api_key, title, scopes, resource_hash)
     named = _text(
         item.get("resource_hash") or resource_hash, MAX_HASH_LENGTH, f"{what} with a resource_hash string"
     )
     key_hash = item.get("key_hash")
     own = _text(key_hash, MAX_HASH_LENGTH, f"{what} with a key_hash string") if key_hash is not None else ""
-    return ApiKey(api_key, title, _scopes(item.get("scopes"), kind.numbers, unknown), named, own)
+    return ApiKey(api_key, title, scopes, named, own)
