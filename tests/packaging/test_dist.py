@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import venv
@@ -56,6 +57,7 @@ def installed(wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "--find-links", str(wheels), "encord-gateway"],
         check=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     return target
 
