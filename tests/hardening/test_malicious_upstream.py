@@ -290,6 +290,19 @@ MAX_PEAK_RATIO = 1.5
 CONCURRENT = 4
 
 
+def hostile_pass(gateway: Gateway, upstream: MaliciousUpstream, modes: dict[str, Any]) -> None:
+    """Each memory mode's answers, to CONCURRENT lists at once; every one refused as Encord's fault."""
+    for name in MEMORY_MODES:
+        with ThreadPoolExecutor(CONCURRENT) as pool:
+            calls = [
+                pool.submit(call, gateway, upstream, "ListProjectApiKeys", modes[name])
+                for _ in range(CONCURRENT)
+            ]
+            outcomes = [c.result() for c in calls]
+        for outcome in outcomes:
+            assert outcome.code == grpc.StatusCode.UNAVAILABLE, (name, outcome.code, outcome.reason)
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc/PID/status")
 def test_hostile_answers_cost_bounded_memory(upstream: MaliciousUpstream, tmp_path: Path) -> None:
     modes = modes_by_name()
@@ -297,17 +310,12 @@ def test_hostile_answers_cost_bounded_memory(upstream: MaliciousUpstream, tmp_pa
         pid = gateway.service.process.pid
         for _ in range(3):  # warm up: connections, imports and the caches an honest call fills
             assert all(o.code == grpc.StatusCode.OK for o in call_every_rpc(gateway, upstream, None))
+        # One hostile pass first: the error paths' first run (imports, caches, a coverage tracer's
+        # records) is paid once and is not what the bound is about; the measured pass starts from its RSS.
+        hostile_pass(gateway, upstream, modes)
         before = resident_kib(pid, "VmRSS")
-        for name in MEMORY_MODES:
-            mode = modes[name]
-            with ThreadPoolExecutor(CONCURRENT) as pool:
-                calls = [
-                    pool.submit(call, gateway, upstream, "ListProjectApiKeys", mode)
-                    for _ in range(CONCURRENT)
-                ]
-                outcomes = [c.result() for c in calls]
-            for outcome in outcomes:
-                assert outcome.code == grpc.StatusCode.UNAVAILABLE, (name, outcome.code, outcome.reason)
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM starts again from the current RSS
+        hostile_pass(gateway, upstream, modes)
         peak = resident_kib(pid, "VmHWM")
         assert gateway.alive()
         ratio = peak / before
