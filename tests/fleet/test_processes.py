@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from encord_gateway.dev.devstack import Service, cli_argv, start_gateway, write_fixture, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
-from support.fleet import children, connections_to, outcome
+from support.fleet import channel_reaching, children, outcome, wait_for
 from support.reliability import FaultProxy, new_hashes, start_emulator
 
 
@@ -26,27 +25,16 @@ class Supervised:
     proxy: FaultProxy
     project: str
 
-    @property
-    def port(self) -> int:
-        return int(self.gateway.address.rsplit(":", 1)[1])
-
     def workers(self) -> set[int]:
         return children(self.gateway.process.pid)
 
     def connect_until(self, worker: int, channels: list[grpc.Channel], tries: int = 64) -> grpc.Channel:
-        """New connections until the kernel hands one to `worker` (SO_REUSEPORT spreads them by hash)."""
-        for _ in range(tries):
-            before = connections_to(self.port, worker)
-            channel = grpc.insecure_channel(
-                self.gateway.address, options=[("grpc.use_local_subchannel_pool", 1)]
-            )
-            channels.append(channel)
+        def list_keys(channel: grpc.Channel) -> None:
             pb_grpc.ApiKeyServiceStub(channel).ListProjectApiKeys(
                 pb.ListProjectApiKeysRequest(project_hash=self.project), timeout=10
             )
-            if connections_to(self.port, worker) > before:
-                return channel
-        raise AssertionError(f"no connection reached worker {worker} in {tries}")
+
+        return channel_reaching(self.gateway.address, worker, list_keys, channels, tries)
 
 
 @pytest.fixture
@@ -70,15 +58,6 @@ def supervised(tmp_path: Path) -> Iterator[Supervised]:
 
 def lines(gateway: Service, text: str) -> int:
     return sum(text in line for line in list(gateway.output))
-
-
-def wait_for(predicate: object, timeout: float = 15.0) -> bool:
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_two_workers_serve_one_port_reload_drain_and_are_replaced(supervised: Supervised) -> None:

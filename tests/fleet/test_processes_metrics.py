@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from encord_gateway.dev.devstack import Service, start_gateway, write_fixture, w
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from prometheus_client.parser import text_string_to_metric_families
-from support.fleet import children, connections_to
+from support.fleet import channel_reaching, children, connections_to, wait_for
 from support.reliability import metrics_address, new_hashes, scrape, start_emulator
 
 LIST = "ListProjectApiKeys"
@@ -35,15 +34,6 @@ def get(found: Samples, name: str, **labels: str) -> float | None:
     return found.get((name, frozenset(labels.items())))
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @dataclass
 class Pair:
     gateway: Service
@@ -51,10 +41,6 @@ class Pair:
     tmp: Path  # the gateway's TMPDIR: where the supervisor makes the workers' metrics directory
     calls: int = 0  # List calls made, each answered OK
     channels: list[grpc.Channel] = field(default_factory=list)
-
-    @property
-    def port(self) -> int:
-        return int(self.gateway.address.rsplit(":", 1)[1])
 
     def workers(self) -> set[int]:
         return children(self.gateway.process.pid)
@@ -75,17 +61,7 @@ class Pair:
         self.calls += 1
 
     def channel_to(self, worker: int, tries: int = 64) -> grpc.Channel:
-        """New connections until the kernel hands one to `worker` (SO_REUSEPORT spreads them by hash)."""
-        for _ in range(tries):
-            before = connections_to(self.port, worker)
-            channel = grpc.insecure_channel(
-                self.gateway.address, options=[("grpc.use_local_subchannel_pool", 1)]
-            )
-            self.channels.append(channel)
-            self.list_on(channel)
-            if connections_to(self.port, worker) > before:
-                return channel
-        raise AssertionError(f"no connection reached worker {worker} in {tries}")
+        return channel_reaching(self.gateway.address, worker, self.list_on, self.channels, tries)
 
 
 TWO_CPUS = len(os.sched_getaffinity(0)) >= 2

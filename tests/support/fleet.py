@@ -227,6 +227,36 @@ def connections_to(port: int, pid: int, state: str = "01") -> int:
 # Calls ---------------------------------------------------------------------------------------------------
 
 
+def channel_reaching(
+    address: str,
+    worker: int,
+    call: Callable[[grpc.Channel], None],
+    channels: list[grpc.Channel],
+    tries: int = 64,
+) -> grpc.Channel:
+    """New connections, each made by one `call`, until the kernel hands one to `worker` (SO_REUSEPORT
+    spreads them by hash); every channel opened is kept in `channels` for the caller to close."""
+    port = int(address.rsplit(":", 1)[1])
+    for _ in range(tries):
+        before = connections_to(port, worker)
+        channel = grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+        channels.append(channel)
+        call(channel)
+        if connections_to(port, worker) > before:
+            return channel
+    raise AssertionError(f"no connection reached worker {worker} in {tries}")
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 15.0) -> bool:
+    """Whether `predicate` came true within `timeout` seconds, polled every 50 ms."""
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def outcome(call: Callable[[], Any]) -> str:
     """OK, or CODE/REASON: what one call came to, never raising."""
     try:
