@@ -173,10 +173,12 @@ def typed_requests(draw: st.DrawFn, projects: list[str], datasets: list[str]) ->
             scopes=draw(DATASET_SCOPES),  # type: ignore[arg-type]
             validate_only=validate_only,
         )
-    elif method.startswith("GetOrCreate"):
-        request = METHODS[method](validate_only=validate_only, **{_field(method): resource})
     else:
-        request = METHODS[method](**{_field(method): resource})
+        # Message's stub takes no field keywords; the fields are set on the message instead.
+        request = METHODS[method]()
+        setattr(request, _field(method), resource)
+        if method.startswith("GetOrCreate"):
+            request.validate_only = validate_only
     return method, request, resource
 
 
