@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -77,6 +78,15 @@ class AuditTrail:
     def __init__(self, path: str | None) -> None:
         self.path = path if path not in (None, "", "-") else None
         self._lock = threading.Lock()
+        # Group commit: records are numbered as written; one fsync makes every record written before it
+        # started durable, so records written while a sync runs share the next one instead of each
+        # waiting for a sync of its own (40 us of CPU and some 250 us of disk each, here).
+        self._synced = threading.Condition(self._lock)
+        self._written = 0
+        self._durable = 0
+        self._syncing = False
+        # Records up to this number were waiting on a file that was replaced and could not be synced.
+        self._lost = 0
         self._fd, self._regular = self._open()
 
     @property
@@ -97,8 +107,7 @@ class AuditTrail:
             return
         fd, regular = self._open()
         with self._lock:
-            old, self._fd, self._regular = self._fd, fd, regular
-        os.close(old)
+            self._swap(fd, regular)
 
     def _follow_the_path(self) -> None:
         """A trail file deleted under the gateway (st_nlink 0) is recreated at its path, not written blind.
@@ -109,15 +118,40 @@ class AuditTrail:
         if self.path is None or not self._regular or os.fstat(self._fd).st_nlink > 0:
             return
         fd, regular = self._open()
-        os.close(self._fd)
-        self._fd, self._regular = fd, regular
+        self._swap(fd, regular)
         log.warning(
             "the audit trail file was deleted; recreated it", extra={FIELDS: {"audit_log": self.path}}
         )
 
+    def _swap(self, fd: int, regular: bool) -> None:
+        """Moves the trail to `fd`; called with the lock held. The old file is synced before it is closed.
+
+        A record written to the old file may still wait for its sync, which a sync of the new file would
+        not cover; and a sync running outside the lock must not have its descriptor closed under it.
+        """
+        while self._syncing:
+            self._synced.wait()
+        old, old_regular = self._fd, self._regular
+        self._fd, self._regular = fd, regular
+        try:
+            if old_regular and self._durable < self._written:
+                os.fsync(old)
+        except OSError as exc:
+            # The records still waiting were written to the old file, and no sync will reach it now.
+            self._lost = self._written
+            log.error(
+                "the audit trail's old file could not be synced", extra={FIELDS: {"error": exc.strerror}}
+            )
+        finally:
+            self._durable = self._written
+            self._synced.notify_all()
+            os.close(old)
+
     def close(self) -> None:
         if self.path is not None:
             with self._lock:
+                while self._syncing:
+                    self._synced.wait()
                 os.close(self._fd)
 
     def write(self, line: dict[str, Any], *, durable: bool = False) -> None:
@@ -136,8 +170,31 @@ class AuditTrail:
                     with contextlib.suppress(OSError):
                         os.write(self._fd, b"\n")  # end the cut line, so the next one parses
                 raise
+            self._written += 1
             if durable and self._regular:
-                os.fsync(self._fd)
+                self._wait_durable(self._written)
+
+    def _wait_durable(self, number: int) -> None:
+        """Returns once record `number` is on disk, syncing if no running sync covers it; lock held.
+
+        The sync runs outside the lock, so that records keep being written meanwhile. An OSError
+        reaches the caller whose sync failed; each record still waiting then tries a sync of its own.
+        """
+        while self._durable < number or number <= self._lost:
+            if number <= self._lost:
+                raise OSError(errno.EIO, "the audit file was replaced before this record was synced")
+            if self._syncing:
+                self._synced.wait()
+                continue
+            self._syncing, covered, fd = True, self._written, self._fd
+            self._lock.release()
+            try:
+                os.fsync(fd)
+            finally:
+                self._lock.acquire()
+                self._syncing = False
+                self._synced.notify_all()
+            self._durable = max(self._durable, covered)
 
     def commit(self, record: CallRecord, facts: AuditFacts) -> None:
         """The durable record of a key about to be returned; AuditUnavailable if it cannot be written."""
