@@ -45,7 +45,7 @@ class Reader:
         self.buffer = bytearray()
         self.deadline = 0.0
 
-    def _fill(self) -> bool:
+    def fill(self) -> bool:
         """Reads what has arrived, waiting until the deadline at most; False at end of stream."""
         left = self.deadline - self.clock()
         if left <= 0:
@@ -57,7 +57,8 @@ class Reader:
         self.buffer += data
         return True
 
-    def _take(self, size: int) -> bytes:
+    def take(self, size: int) -> bytes:
+        """The buffer's first `size` bytes, removed from it."""
         data = bytes(self.buffer[:size])
         del self.buffer[:size]
         return data
@@ -68,24 +69,24 @@ class Reader:
         while True:
             end = self.buffer.find(b"\n", start, limit)
             if end >= 0:
-                return self._take(end + 1)
+                return self.take(end + 1)
             if len(self.buffer) >= limit:
-                return self._take(limit)
+                return self.take(limit)
             start = len(self.buffer)
-            if not self._fill():
-                return self._take(len(self.buffer))
+            if not self.fill():
+                return self.take(len(self.buffer))
 
     def read(self, size: int) -> bytes:
         """`size` bytes; fewer when the stream ends first."""
-        while len(self.buffer) < size and self._fill():
+        while len(self.buffer) < size and self.fill():
             pass
-        return self._take(size)
+        return self.take(size)
 
     def read_to_end(self, limit: int) -> bytes:
         """Everything until the stream ends; at most `limit` + 1 bytes."""
-        while len(self.buffer) <= limit and self._fill():
+        while len(self.buffer) <= limit and self.fill():
             pass
-        return self._take(limit + 1)
+        return self.take(limit + 1)
 
 
 def read_head(reader: Reader) -> tuple[int, str, dict[str, str]]:
@@ -99,28 +100,67 @@ def read_head(reader: Reader) -> tuple[int, str, dict[str, str]]:
 
 
 def _read_one_head(reader: Reader, budget: int) -> tuple[int, str, dict[str, str], int]:
+    whole = _whole_head(reader, budget)
+    if whole is not None:
+        # The usual answer: its head arrived whole, in CRLF lines, within the limits; parsed in one go.
+        lines = whole[:-4].split(b"\r\n")
+        status, version = _status_line(lines[0])
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            _add_header(headers, line)
+        return status, version, headers, budget - len(whole)
     line = _head_line(reader, budget, first=True)
     budget -= len(line)
-    parts = line.rstrip(b"\r\n").split(None, 2)
-    if len(parts) < 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0") or not _STATUS.fullmatch(parts[1]):
-        raise MalformedResponse(f"not an HTTP/1.x status line: {line[:80]!r}")
-    version, status = parts[0].decode("ascii"), int(parts[1])
-    headers: dict[str, str] = {}
+    status, version = _status_line(line.rstrip(b"\r\n"))
+    headers = {}
     for _ in range(limits.MAX_HEADER_LINES + 1):
         line = _head_line(reader, budget)
         budget -= len(line)
         if line in (b"\r\n", b"\n"):
             return status, version, headers, budget
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name != name.strip():
-            raise MalformedResponse(f"not a header line: {line[:80]!r}")
-        key, text = name.lower().decode("latin-1"), value.strip().decode("latin-1")
-        if key in _FRAMING and key in headers:
-            if key == "content-length" and headers[key] != text:
-                raise MalformedResponse("the answer has two different Content-Length headers")
-            text = f"{headers[key]}, {text}" if key == "transfer-encoding" else text
-        headers[key] = text
+        _add_header(headers, line.rstrip(b"\r\n"))
     raise MalformedResponse("the answer has too many header lines")
+
+
+def _whole_head(reader: Reader, budget: int) -> bytes | None:
+    """The head with its blank line, taken from the buffer, if it is there whole and needs no care.
+
+    Else None, and nothing is taken: the line-by-line reading then sees exactly what it would have,
+    bare-LF lines, too many lines, a head too large or cut short included.
+    """
+    end = reader.buffer.find(b"\r\n\r\n", 0, budget)
+    if end < 0 and len(reader.buffer) < budget:
+        if not reader.fill():
+            return None
+        end = reader.buffer.find(b"\r\n\r\n", 0, budget)
+    if end < 0:
+        return None
+    size = end + 4
+    newlines = reader.buffer.count(b"\n", 0, size)
+    # A bare LF would end a line of its own; more lines than allowed get the line-by-line error.
+    if newlines != reader.buffer.count(b"\r\n", 0, size) or newlines - 2 > limits.MAX_HEADER_LINES:
+        return None
+    return reader.take(size)
+
+
+def _status_line(line: bytes) -> tuple[int, str]:
+    parts = line.split(None, 2)
+    if len(parts) < 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0") or not _STATUS.fullmatch(parts[1]):
+        raise MalformedResponse(f"not an HTTP/1.x status line: {line[:80]!r}")
+    return int(parts[1]), parts[0].decode("ascii")
+
+
+def _add_header(headers: dict[str, str], line: bytes) -> None:
+    """One header line (without its line break) into `headers`; a framing header repeated must agree."""
+    name, sep, value = line.partition(b":")
+    if not sep or not name or name != name.strip():
+        raise MalformedResponse(f"not a header line: {line[:80]!r}")
+    key, text = name.lower().decode("latin-1"), value.strip().decode("latin-1")
+    if key in _FRAMING and key in headers:
+        if key == "content-length" and headers[key] != text:
+            raise MalformedResponse("the answer has two different Content-Length headers")
+        text = f"{headers[key]}, {text}" if key == "transfer-encoding" else text
+    headers[key] = text
 
 
 def _head_line(reader: Reader, budget: int, *, first: bool = False) -> bytes:
