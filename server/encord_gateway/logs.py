@@ -62,17 +62,65 @@ class LineHandler(logging.StreamHandler[IO[str]]):
         if not self.filter(record):
             return False
         try:
-            text = self.format(record) + self.terminator
-            stream = self.stream
-            with self._write_lock:
-                stream.write(text)
-                if not getattr(stream, "line_buffering", False):
-                    stream.flush()
+            self.write_line(self.format(record))
         except RecursionError:  # as logging's own emit(): a loop must not pass for a log failure
             raise
         except Exception:
             self.handleError(record)
         return True
+
+    def write_line(self, text: str) -> None:
+        stream = self.stream
+        with self._write_lock:
+            stream.write(text + self.terminator)
+            if not getattr(stream, "line_buffering", False):
+                stream.flush()
+
+
+def info(logger: logging.Logger, message: str, fields: dict[str, Any]) -> None:
+    """`logger.info(message, extra={FIELDS: fields})`, the same line, cheaper when nothing else would see it.
+
+    The line of every call goes through here. When the only handler it would reach is the gateway's
+    own LineHandler on the root logger, with no filters on the way, the line is written without a
+    LogRecord and the logging machinery (a third of a call's logging cost); any other set-up (a
+    test's capture, an extra handler, a filter) gets the ordinary path.
+    """
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    handler = _only_handler(logger)
+    if handler is None:
+        logger.info(message, extra={FIELDS: fields})
+        return
+    now = time.time()
+    line: dict[str, Any] = {
+        "time": _time(now, (now - int(now)) * 1000),
+        "level": "info",
+        "logger": logger.name,
+        "message": message,
+    }
+    line.update(fields)
+    try:
+        handler.write_line(_encode(line))
+    except RecursionError:
+        raise
+    except Exception:
+        logger.info(message, extra={FIELDS: fields})  # logging's own path reports what went wrong
+
+
+def _only_handler(logger: logging.Logger) -> LineHandler | None:
+    """The root's LineHandler with JsonFormatter, if it is the one handler `logger`'s records reach."""
+    node: logging.Logger | None = logger
+    while node is not None and node.parent is not None:
+        if node.handlers or node.filters or not node.propagate:
+            return None
+        node = node.parent
+    root = logging.root
+    if node is not root or root.filters or len(root.handlers) != 1:
+        return None
+    handler = root.handlers[0]
+    if type(handler) is not LineHandler or handler.filters or handler.level > logging.INFO:
+        return None
+    return handler if type(handler.formatter) is JsonFormatter else None
 
 
 def configure(level: str = "info") -> None:

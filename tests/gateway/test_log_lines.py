@@ -110,3 +110,85 @@ def test_a_failing_stream_is_reported_not_raised(
     monkeypatch.setattr(handler, "handleError", failed.append)
     logger.error("lost")
     assert [record.getMessage() for record in failed] == ["lost"]
+
+
+@pytest.fixture
+def root_stream() -> Iterator[io.StringIO]:
+    """The root logger with the gateway's handler alone, as `logs.configure` leaves it, on a stream."""
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    stream = io.StringIO()
+    _attach(root, stream)
+    root.setLevel(logging.INFO)
+    yield stream
+    root.handlers[:] = saved
+    root.setLevel(level)
+
+
+def _without_time(text: str) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in text.splitlines()]
+    for line in lines:
+        assert isinstance(line.pop("time"), str)
+    return lines
+
+
+def test_the_direct_call_line_is_the_line_logging_writes(root_stream: io.StringIO) -> None:
+    log = logging.getLogger("encord_gateway.tests.direct")
+    fields = {"method": "M", "title": "a\u2028b", "n": 1.5, "trace_id": "f" * 32}
+    log.info("call", extra={logs.FIELDS: fields})
+    logs.info(log, "call", fields)
+    first, second = root_stream.getvalue().splitlines()
+    # Byte for byte after the time: the same fields, order and escapes.
+    assert first[first.index('"level"') :] == second[second.index('"level"') :]
+    assert first[:9] == second[:9] == '{"time": '
+
+
+class Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.parametrize("where", ["root handler", "logger handler", "logger filter", "handler filter"])
+def test_any_other_set_up_gets_the_record_through_logging(root_stream: io.StringIO, where: str) -> None:
+    log = logging.getLogger("encord_gateway.tests.direct_fallback")
+    capture = Capture()
+    root = logging.getLogger()
+    seen: list[str] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        seen.append(record.getMessage())
+        return True
+
+    try:
+        if where == "root handler":
+            root.addHandler(capture)
+        elif where == "logger handler":
+            log.addHandler(capture)
+        elif where == "logger filter":
+            log.addFilter(keep)
+        else:
+            root.handlers[0].addFilter(keep)
+        logs.info(log, "call", {"method": "M"})
+    finally:
+        root.removeHandler(capture)
+        log.handlers.clear()
+        log.filters.clear()
+        root.handlers[0].filters.clear()
+    if where.endswith("handler"):
+        assert [r.getMessage() for r in capture.records] == ["call"]
+        assert getattr(capture.records[0], logs.FIELDS) == {"method": "M"}
+    else:
+        assert seen == ["call"]
+    assert _without_time(root_stream.getvalue()) == [
+        {"level": "info", "logger": log.name, "message": "call", "method": "M"}
+    ]
+
+
+def test_the_direct_call_line_honours_the_level(root_stream: io.StringIO) -> None:
+    logging.getLogger().setLevel(logging.WARNING)
+    logs.info(logging.getLogger("encord_gateway.tests.direct_level"), "call", {"method": "M"})
+    assert root_stream.getvalue() == ""

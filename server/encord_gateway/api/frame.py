@@ -10,7 +10,7 @@ from typing import Protocol, TypeVar
 
 import grpc
 
-from encord_gateway import errors
+from encord_gateway import errors, logs
 from encord_gateway.context import (
     CALLER,
     TRACE_METADATA,
@@ -21,7 +21,6 @@ from encord_gateway.context import (
     incoming_trace_id,
     trace_header,
 )
-from encord_gateway.logs import FIELDS
 
 log = logging.getLogger("encord_gateway.api.frame")
 
@@ -77,7 +76,7 @@ class RpcFrame:
             "duration_ms": round(record.duration_s * 1000, 2),
             "trace_id": record.trace_id,
         }
-        log.info("call", extra={FIELDS: fields})
+        logs.info(log, "call", fields)
 
 
 class Validated(Protocol):
