@@ -236,6 +236,7 @@ class FaultProxy:
         self._server.daemon_threads = True
         self._local = threading.local()
         self._connections: list[http.client.HTTPConnection] = []
+        self._closed = False
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
@@ -248,6 +249,8 @@ class FaultProxy:
         self._server.shutdown()
         self._server.server_close()
         with self._lock:
+            # A request still being handled (a held one, just released) opens no connection after this.
+            self._closed = True
             for conn in self._connections:
                 conn.close()
 
@@ -270,9 +273,11 @@ class FaultProxy:
         if conn is None:
             host, port = self.upstream.rsplit(":", 1)
             conn = http.client.HTTPConnection(host, int(port), timeout=120)
-            self._local.conn = conn
             with self._lock:
+                if self._closed:
+                    raise ConnectionRefusedError("the proxy is closed")
                 self._connections.append(conn)
+            self._local.conn = conn
         return conn
 
     def _forward(
