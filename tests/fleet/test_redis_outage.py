@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from prometheus_client.parser import text_string_to_metric_families
-from support.fleet import Fleet, create_request, outcome, running_fleet
+from support.fleet import Fleet, create_request, outcome, running_fleet, wait_for
 from support.reliability import metrics_address, scrape
 
 STATE = "encord_gateway.state"
@@ -24,15 +23,6 @@ def metric(fleet: Fleet, name: str, **labels: str) -> float | None:
             if sample.name == name and sample.labels == labels:
                 return float(sample.value)
     return None
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -93,7 +83,7 @@ def test_a_redis_outage_fails_closed_and_the_gateway_recovers_by_itself(fleet: F
 
     fleet.redis.start()  # the same port and append-only file; the gateway is not restarted
     # The ping notices, before any call needs the store.
-    assert eventually(lambda: fleet.health(0, STATE) == "SERVING")
+    assert wait_for(lambda: fleet.health(0, STATE) == "SERVING")
     assert metric(fleet, "encord_gateway_state_store_up", kind="redis") == 1
     again = str(uuid.uuid4())
     first = stub.CreateProjectApiKey(create_request(project, "after", again), timeout=20)
