@@ -45,7 +45,7 @@ PERF_LINE = re.compile(r"^\s+(?P<share>[\d.]+)%\s+(?P<dso>\S.*?)\s*$")
 # What a frame's file (as `short` cuts it) starts with, in the order tried, names its group.
 GROUPS = (
     ("grpc (framework)", ("grpc/", "grpc_", "threading.py", "concurrent/futures/", "queue.py")),
-    ("upstream exchange (http1, ssl, socket)", ("encord_gateway/upstream/http1.py", "ssl.py", "socket.py")),
+    ("upstream exchange (http1, ssl, socket)", ("encord_gateway/upstream/http1/", "ssl.py", "socket.py")),
     ("protobuf", ("google/protobuf/",)),
     ("logging", ("logging/", "encord_gateway/logs.py")),
     ("json", ("json/", "encord_gateway/upstream/bounded_json.py")),

@@ -41,7 +41,7 @@ def test_raw_stacks_are_read_root_first_with_paths_cut_to_the_module() -> None:
     [
         ("_serve (grpc/_server.py)", "grpc (framework)"),
         ("_worker (concurrent/futures/thread.py)", "grpc (framework)"),
-        ("_fill (encord_gateway/upstream/http1.py)", "upstream exchange (http1, ssl, socket)"),
+        ("fill (encord_gateway/upstream/http1/framing.py)", "upstream exchange (http1, ssl, socket)"),
         ("emit (logging/__init__.py)", "logging"),
         ("iterencode (json/encoder.py)", "json"),
         ("write (encord_gateway/access/audit.py)", "gateway: access/audit.py"),
