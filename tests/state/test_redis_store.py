@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,4 +270,44 @@ def test_rate_limits_share_a_bucket_and_fall_back_to_their_own_while_redis_is_do
         assert len(heard) == 4
     finally:
         shared.store.close()
+        redis_server.stop()
+
+
+def _gateway_connections(server: RedisServer) -> int:
+    """The connections Redis sees from stores (they name themselves), once the closed ones are gone."""
+    admin = server.client()
+    try:
+        give_up = time.monotonic() + 2
+        while True:
+            count = sum(1 for c in admin.client_list() if c["name"] == "encord-gateway")
+            if count == 0 or time.monotonic() > give_up:
+                return count
+            time.sleep(0.02)
+    finally:
+        admin.close()
+
+
+def test_close_waits_for_a_call_in_flight_and_no_call_reopens_a_connection(tmp_path: Path) -> None:
+    # redis-py's close() only disconnects: a call still talking to Redis (the health ping, a lock's
+    # release retried in the background) reconnected and left that connection open after close().
+    redis_server = RedisServer(tmp_path / "redis").start()
+    store = RedisStore(redis_server.url, prefix="close:", timeout_s=2)
+    admin = redis_server.client()
+    try:
+        store.ping()
+        admin.execute_command("CLIENT", "PAUSE", "800", "ALL")  # the store's next call waits in Redis
+        waits: list[float] = []
+        in_flight = threading.Thread(target=lambda: waits.append(store.take_token("caller", 1.0, 1)))
+        in_flight.start()
+        time.sleep(0.2)
+        store.close()
+        in_flight.join(10)
+        assert waits == [0.0]  # the call in flight ended as it would have
+        assert _gateway_connections(redis_server) == 0
+        with pytest.raises(StateUnavailable, match="closed"):
+            store.take_token("caller", 1.0, 1)
+        assert _gateway_connections(redis_server) == 0
+    finally:
+        admin.close()
+        store.close()
         redis_server.stop()

@@ -207,11 +207,27 @@ class RedisStore:
         self._release = self._client.register_script(_RELEASE)
         self._take = self._client.register_script(_TAKE)
         self._closed = threading.Event()
+        # Calls talking to Redis now. close() waits for them: redis-py's close only disconnects, and a
+        # call still running (the health ping, a release retried in the background) would reconnect
+        # and leave that connection open after close.
+        self._calls = 0
+        self._calls_ended = threading.Condition()
+        # One call's longest run: a connect and a command, each within the timeout, and one retry.
+        self._longest_call_s = 4 * timeout_s
         self.reachability = Reachability()
 
     @contextlib.contextmanager
     def _reached(self, doing: str) -> Iterator[None]:
-        """redis-py's errors become StateUnavailable, naming where and what kind, never a credential."""
+        """redis-py's errors become StateUnavailable, naming where and what kind, never a credential.
+
+        Once the store is closed, nothing reaches Redis: StateUnavailable, and no connection is opened.
+        """
+        with self._calls_ended:
+            if self._closed.is_set():
+                raise StateUnavailable(
+                    f"the state store (redis at {self.target.where}) is closed: cannot {doing}"
+                )
+            self._calls += 1
         try:
             yield
         except redis.AuthenticationError:
@@ -224,7 +240,12 @@ class RedisStore:
             raise StateUnavailable(
                 f"the state store (redis at {self.target.where}) cannot {doing}: {type(exc).__name__}"
             ) from None
-        self.reachability.report(True)
+        else:
+            self.reachability.report(True)
+        finally:
+            with self._calls_ended:
+                self._calls -= 1
+                self._calls_ended.notify_all()
 
     def _record_key(self, key: str) -> str:
         return f"{self.prefix}{key}"
@@ -364,5 +385,8 @@ class RedisStore:
                 ) from None
 
     def close(self) -> None:
-        self._closed.set()
+        """Refuses new calls, waits for those running (each ends within its timeouts), then disconnects."""
+        with self._calls_ended:
+            self._closed.set()
+            self._calls_ended.wait_for(lambda: self._calls == 0, timeout=self._longest_call_s)
         self._client.close()
