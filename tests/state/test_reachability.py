@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -78,3 +79,40 @@ def test_redis_down_and_back_is_seen_by_calls_and_by_the_watch_ping(tmp_path: Pa
         watch.stop()
         store.close()
         server.stop()
+
+
+class HeldPing:
+    """A store whose ping waits for `gate`, counted: a ping caught running when the watch is stopped."""
+
+    kind = "sqlite"
+
+    def __init__(self) -> None:
+        self.reachability = Reachability()
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.pings = 0
+
+    def ping(self) -> None:
+        self.pings += 1
+        self.entered.set()
+        self.gate.wait(10)
+
+
+def test_join_waits_for_a_running_ping_and_none_starts_after_stop() -> None:
+    # The server closes the store right after stopping the watch: a ping still running then would
+    # find it closed and report the store unreachable while the gateway shuts down.
+    store = HeldPing()
+    watch = StoreWatch(store, health.HealthServicer(), interval_s=0.01)  # type: ignore[arg-type]
+    watch.start()
+    assert store.entered.wait(5)
+    watch.stop()
+    stopper = threading.Thread(target=watch.join, args=(10,))
+    stopper.start()
+    time.sleep(0.2)
+    assert stopper.is_alive()  # join() waits for the running ping
+    store.gate.set()
+    stopper.join(5)
+    assert not stopper.is_alive()
+    pings = store.pings
+    time.sleep(0.1)  # ten intervals
+    assert store.pings == pings == 1

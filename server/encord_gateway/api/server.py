@@ -240,6 +240,8 @@ class GatewayServer:
             self._health_server.stop(None)  # probes read NOT_SERVING while the calls drained
         stuck = self._busy_workers(wait_s=1.0)
         self.client.close()
+        # A ping runs within the store's timeouts: a connect and a command, and one retry.
+        self.store_watch.join(4 * self.settings.state_timeout)
         self.store.close()
         if not stuck and self.security is not None and self.security.audit is not None:
             # Only when no handler can still write to it (a stuck one may yet finish).

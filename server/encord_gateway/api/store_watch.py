@@ -32,6 +32,7 @@ class StoreWatch:
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._known: bool | None = None
+        self._thread: threading.Thread | None = None
         store.reachability.listen(self._changed)
 
     def _changed(self, up: bool) -> None:
@@ -47,10 +48,17 @@ class StoreWatch:
 
     def start(self) -> None:
         if self._store.kind != "memory":  # a dict in this process never goes away
-            threading.Thread(target=self._ping, name="state-ping", daemon=True).start()
+            self._thread = threading.Thread(target=self._ping, name="state-ping", daemon=True)
+            self._thread.start()
 
     def stop(self) -> None:
+        """No ping starts after this; one may still be running (join waits for it)."""
         self._stop.set()
+
+    def join(self, timeout_s: float) -> None:
+        """Waits for a ping still running: a store closed under it would be reported unreachable."""
+        if self._thread is not None:
+            self._thread.join(timeout_s)
 
     def _ping(self) -> None:
         while not self._stop.wait(self._interval_s):
