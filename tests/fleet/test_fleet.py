@@ -227,16 +227,16 @@ def as_text(answer: bytes | str) -> str:
 
 def test_no_secret_is_written_to_redis(fleet: Fleet) -> None:
     """Whatever the tests before minted: no key, token or private-key bytes among Redis's keys or values."""
-    client = fleet.redis.client()
     dump = []
-    for name in client.scan_iter(match="*"):
-        dump.append(name.decode())
-        kind = as_text(client.type(name))
-        if kind == "hash":
-            dump += [f"{as_text(k)}={as_text(v)}" for k, v in client.hgetall(name).items()]
-        elif kind == "string":
-            dump.append(as_text(client.get(name) or b""))
-    names = [name.decode() for name in client.scan_iter(match="*")]
+    with fleet.redis.client() as client:
+        for name in client.scan_iter(match="*"):
+            dump.append(name.decode())
+            kind = as_text(client.type(name))
+            if kind == "hash":
+                dump += [f"{as_text(k)}={as_text(v)}" for k, v in client.hgetall(name).items()]
+            elif kind == "string":
+                dump.append(as_text(client.get(name) or b""))
+        names = [name.decode() for name in client.scan_iter(match="*")]
     text = "\n".join(dump)
     minted = set(fleet.stored())
     assert minted, "the module's tests minted nothing to look for"

@@ -176,7 +176,8 @@ def test_no_secret_in_redis(ledger: Ledger) -> None:
         address = metrics_address(fleet.gateways[0])
         assert address is not None
         (workdir / "metrics-redis.txt").write_text(scrape(address))
-        entries = redis_entries(fleet.redis.client())
+        with fleet.redis.client() as client:
+            entries = redis_entries(client)
         keys = {k for k in ledger.keys | set(stored_keys(fleet.emulator_state)) if len(k) >= 20}
         minted = set(stored_keys(fleet.emulator_state))
     needles = [*secret_needles(fleet.key_file), fleet.callers.fleet, fleet.callers.limited]

@@ -35,8 +35,7 @@ def test_every_key_is_under_the_prefix_and_expires(server: RedisServer) -> None:
     store.claim("rid:a", "h", 3600)
     store.mark_sent("rid:a", ("f1",))
     store.take_token("caller", 1.0, 5)
-    with store.lock("master:project:x", lease_s=30, wait_s=1):
-        client = server.client()
+    with store.lock("master:project:x", lease_s=30, wait_s=1), server.client() as client:
         keys = sorted(k.decode() for k in client.scan_iter(match="*"))
         ours = [k for k in keys if k.startswith(prefix)]
         assert len(ours) == 3, keys

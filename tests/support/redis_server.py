@@ -99,7 +99,8 @@ class RedisServer:
             if self.process.poll() is not None:
                 return False
             try:
-                self.client().ping()
+                with self.client() as probe:  # closed: a client left to the collector leaves its socket open
+                    probe.ping()
                 return True
             except redis.RedisError:
                 time.sleep(0.02)
