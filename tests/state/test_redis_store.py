@@ -294,11 +294,16 @@ def test_close_waits_for_a_call_in_flight_and_no_call_reopens_a_connection(tmp_p
     admin = redis_server.client()
     try:
         store.ping()
-        admin.execute_command("CLIENT", "PAUSE", "800", "ALL")  # the store's next call waits in Redis
+        # Scripts wait while writes are paused; the admin's own commands do not.
+        admin.execute_command("CLIENT", "PAUSE", "1500", "WRITE")
         waits: list[float] = []
         in_flight = threading.Thread(target=lambda: waits.append(store.take_token("caller", 1.0, 1)))
         in_flight.start()
-        time.sleep(0.2)
+        give_up = time.monotonic() + 5
+        # Until Redis holds the store's call (flag b: blocked by the pause).
+        while not any(c["name"] == "encord-gateway" and "b" in c["flags"] for c in admin.client_list()):
+            assert time.monotonic() < give_up, "the store's call never reached Redis"
+            time.sleep(0.01)
         store.close()
         in_flight.join(10)
         assert waits == [0.0]  # the call in flight ended as it would have
