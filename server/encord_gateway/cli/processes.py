@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import queue
 import select
 import signal
 import sys
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 
 from encord_gateway import config, logs
 from encord_gateway.api.metrics_fleet import FleetMetrics
+from encord_gateway.cli.signals import SignalInbox
 
 log = logging.getLogger("encord_gateway.cli.processes")
 
@@ -59,7 +59,7 @@ class Supervisor:
         self.listen = settings.listen
         self.health_listen = settings.health_listen
         self.workers: dict[int, Worker] = {}
-        self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.signals: SignalInbox | None = None  # from the first fork on
         self.metrics: FleetMetrics | None = None
 
     def _worker_settings(self, slot: int) -> config.Settings:
@@ -80,8 +80,8 @@ class Supervisor:
                 os.close(read_fd)
             if self.metrics is not None:
                 self.metrics.forget_in_child()
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
-                signal.signal(sig, signal.SIG_DFL)
+            if self.signals is not None:
+                self.signals.forget_in_child()
 
             def announce(line: str) -> None:
                 if write_fd is not None:
@@ -188,8 +188,15 @@ class Supervisor:
                 self.metrics.close()
 
     def _run(self) -> int:
-        for handled in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
-            signal.signal(handled, lambda signum, _frame: self.signals.put(signum))
+        # The one thread that acts on signals; it hears of a SIGCHLD taken by the metrics server's thread.
+        signals = SignalInbox((signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD))
+        self.signals = signals  # each worker forgets it as it forks
+        try:
+            return self._supervise(signals)
+        finally:
+            signals.close()
+
+    def _supervise(self, signals: SignalInbox) -> int:
         announced: list[str] = []
         for slot in range(self.settings.processes):
             worker, read_fd = self._fork(slot, report=True)
@@ -212,7 +219,7 @@ class Supervisor:
         log.info("supervising", extra=_fields(address=self.listen, processes=self.settings.processes))
         stopping = False
         while not (stopping and all(w.exit_code is not None for w in self.workers.values())):
-            sig = self.signals.get()
+            sig = signals.get()
             if sig == signal.SIGHUP:
                 self._signal_all(signal.SIGHUP)
             elif sig in (signal.SIGTERM, signal.SIGINT) and not stopping:

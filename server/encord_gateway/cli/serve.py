@@ -35,6 +35,7 @@ from encord_gateway.api.server import GatewayServer, HealthPortError
 from encord_gateway.api.tracing import TracingConfig
 from encord_gateway.api.tracing import load as tracing_load
 from encord_gateway.api.tracing import start as tracing_start
+from encord_gateway.cli.signals import SignalInbox
 from encord_gateway.state import StateConfigError, StateUnavailable
 from encord_gateway.upstream.client import UpstreamSetupError
 from encord_gateway.upstream.signing import SigningKeyError, load_signing_key
@@ -204,11 +205,9 @@ def serve(
         if isinstance(exc, HealthPortError):
             return fail(str(exc))
         return fail(f"cannot listen on {settings.listen}: {exc}")
-    # The handlers only queue the signal (SimpleQueue.put is safe in a signal handler); the main
-    # thread acts on it, so a reload never runs inside a handler.
-    signals: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda signum, _frame: signals.put(signum))
+    # The main thread acts on each signal, so a reload never runs inside a handler, and it hears of a
+    # SIGTERM even when the kernel delivered it to a gRPC thread.
+    signals = SignalInbox((signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
     audit_target = security.audit.target if security.audit else None
     log.info("serving", extra=_fields(address=address, encord_domain=settings.encord_domain,
                                       public_key=key.public_key_hex, tls=bool(settings.tls_cert),
@@ -220,11 +219,13 @@ def serve(
     reloads = start_reloader(args, configured, security)
     while signals.get() == signal.SIGHUP:
         reloads.put(None)
+    # A second SIGTERM while the calls drain changes nothing: the inbox stays open until they have.
     stuck = server.stop(
         refusing=lambda: log.info(
             "stopping: draining in-flight calls", extra=_fields(grace_s=settings.grace_period)
         )
     )
+    signals.close()
     if metrics is not None:
         metrics.close()
     if tracing is not None:

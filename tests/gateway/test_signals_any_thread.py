@@ -1,0 +1,96 @@
+"""A SIGTERM or SIGHUP the kernel hands to any thread of the gateway, or of its supervisor, is acted on.
+
+A signal sent to a process may be delivered to any thread that does not block it. Before the wakeup
+socket, one taken by a gRPC thread was never seen: the main thread slept on a queue, the gateway kept
+serving, and whoever stopped it waited for the SIGKILL (exit -9, the CI failure these tests replay).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+from pathlib import Path
+
+from encord_gateway.dev.devstack import Service, start_gateway, write_ssh_key
+
+UNREACHABLE = "http://127.0.0.1:9"  # nothing here calls Encord
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def thread_ids(pid: int) -> dict[int, str]:
+    """Every thread of `pid` but its main one, with the name the kernel knows it by."""
+    tasks = (int(name) for name in os.listdir(f"/proc/{pid}/task"))
+    return {tid: Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip() for tid in tasks if tid != pid}
+
+
+def signal_thread(pid: int, tid: int, sig: signal.Signals) -> None:
+    """tgkill(2): `sig` to the one thread `tid` of `pid`, as the kernel may deliver a process-wide one."""
+    if _libc.tgkill(pid, tid, int(sig)) != 0:
+        raise OSError(ctypes.get_errno(), f"tgkill({pid}, {tid}, {sig.name})")
+
+
+def a_grpc_thread(pid: int) -> int:
+    threads = thread_ids(pid)
+    # gRPC's pollers are the threads a process-wide signal is likeliest to land on while the main one sleeps.
+    pollers = [tid for tid, name in threads.items() if name.startswith("event_engine")]
+    assert pollers, f"no gRPC poller among {threads}"
+    return pollers[0]
+
+
+def stopped_cleanly(gateway: Service) -> None:
+    assert gateway.process.wait(15) == 0, "".join(gateway.output)[-3000:]
+    gateway.drained.wait(5)
+    assert any('"stopped"' in line for line in gateway.output)
+
+
+def test_sigterm_taken_by_a_grpc_thread_stops_the_gateway(tmp_path: Path) -> None:
+    key_file = tmp_path / "id_ed25519"
+    write_ssh_key(key_file)
+    gateway = start_gateway(UNREACHABLE, key_file)
+    try:
+        signal_thread(gateway.process.pid, a_grpc_thread(gateway.process.pid), signal.SIGTERM)
+        stopped_cleanly(gateway)
+    finally:
+        gateway.stop()
+
+
+def test_sighup_taken_by_a_grpc_thread_reloads_the_config(tmp_path: Path) -> None:
+    key_file = tmp_path / "id_ed25519"
+    write_ssh_key(key_file)
+    config = tmp_path / "gateway.toml"
+    config.write_text("")
+    gateway = start_gateway(UNREACHABLE, key_file, "--config", str(config))
+    try:
+        signal_thread(gateway.process.pid, a_grpc_thread(gateway.process.pid), signal.SIGHUP)
+        assert gateway.wait_for_line(lambda line: "config reloaded" in line, timeout=10), "".join(
+            gateway.output
+        )
+        signal_thread(gateway.process.pid, a_grpc_thread(gateway.process.pid), signal.SIGTERM)
+        stopped_cleanly(gateway)
+    finally:
+        gateway.stop()
+
+
+def test_sigterm_taken_by_a_supervisor_thread_stops_every_worker(tmp_path: Path) -> None:
+    key_file = tmp_path / "id_ed25519"
+    write_ssh_key(key_file)
+    args = [
+        "--processes",
+        "2",
+        "--state-url",
+        f"sqlite:///{tmp_path / 'state.db'}",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]
+    gateway = start_gateway(UNREACHABLE, key_file, *args)
+    try:
+        # The supervisor creates no gRPC object; its other threads serve the fleet's /metrics.
+        supervisor = gateway.process.pid
+        others = thread_ids(supervisor)
+        assert others, "the supervisor runs no thread besides its main one: nothing to deliver to"
+        signal_thread(supervisor, min(others), signal.SIGTERM)
+        stopped_cleanly(gateway)
+        assert any("worker stopped" in line for line in gateway.output)
+    finally:
+        gateway.stop()
