@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,10 @@ import grpc
 import pytest
 from encord_gateway.dev.devstack import Stack, running_stack, write_ssh_key
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
+
+# Every process the tests start inherits a fault handler: one that does not stop in time is sent SIGABRT
+# (Service.stop) and prints every thread's stack, so a hang in CI shows where it was.
+os.environ.setdefault("PYTHONFAULTHANDLER", "1")
 
 
 @pytest.fixture

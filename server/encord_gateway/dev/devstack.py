@@ -88,14 +88,26 @@ class Service:
                     return None
 
     def stop(self, timeout: float = 15.0) -> int:
-        """SIGTERM, then SIGKILL after `timeout`; returns the exit code once its output is drained."""
+        """SIGTERM, then SIGABRT after `timeout`, then SIGKILL; the exit code once its output is drained.
+
+        SIGABRT first so that a child with a fault handler (PYTHONFAULTHANDLER, which the tests set)
+        prints every thread's stack: what kept it from stopping is then in its output, copied to stderr.
+        """
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.process.send_signal(signal.SIGABRT)
+                try:
+                    self.process.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+                self.drained.wait(5)
+                tail = "".join(self.output[-200:])
+                print(f"{self.name} did not stop within {timeout} s of SIGTERM; its last output:\n{tail}",
+                      file=sys.stderr)  # fmt: skip
         self.drained.wait(5)
         return self.process.returncode
 
