@@ -98,6 +98,7 @@ def test_a_deep_error_payload_is_refused_and_a_shallow_one_is_kept(emulator: Emu
     assert emulator.set_faults(**shallow)["force_error_payload"] == {"a": [[1]]}
 
 
+# Written by hand, not with tomli_w: nesting this deep is the point, and a recursive writer cannot write it.
 @pytest.mark.parametrize(
     "toml",
     [f"a = {_nested_json(DEEP)}\n", "a = " + "{b = " * 2000 + "1" + "}" * 2000 + "\n"],
@@ -114,6 +115,7 @@ def test_deeply_nested_fixture_toml_is_a_400(emulator: Emulator, toml: str) -> N
 
 def test_a_deeply_nested_fixture_file_is_refused_at_start(tmp_path: Path) -> None:
     fixture = tmp_path / "deep.toml"
+    # By hand, as above: tomli_w would hit the recursion limit long before 100,000 levels.
     fixture.write_text(f"a = {_nested_json(DEEP)}\n")
     argv = cli_argv("emulator", "--listen", "127.0.0.1:0", "--fixture", str(fixture))
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)

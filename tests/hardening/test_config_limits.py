@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
+import tomli_w
 from encord_gateway import config
 from encord_gateway.dev.devstack import cli_argv
 
@@ -37,27 +39,27 @@ def test_each_setting_has_one_default() -> None:
     assert config.Settings().upstream_pool_size == config.DEFAULT_UPSTREAM_POOL_SIZE
 
 
-# (setting, value as text, TOML literal)
+# (setting, value as text, value in the TOML file)
 BAD = [
-    ("default_deadline", "nan", "nan"),
-    ("default_deadline", "inf", "inf"),
-    ("max_deadline", "inf", "inf"),
-    ("grace_period", "inf", "+inf"),
-    ("grace_period", "-inf", "-inf"),
-    ("upstream_connect_timeout", "nan", "nan"),
-    ("readiness_probe_interval", "inf", "inf"),
-    ("readiness_probe_interval", "-1", "-1.0"),
-    ("max_message_bytes", str(2**40), str(2**40)),
-    ("workers", "100000", "100000"),
-    ("upstream_pool_size", "0", "0"),
-    ("upstream_retries", "1000000", "1000000"),
+    ("default_deadline", "nan", math.nan),
+    ("default_deadline", "inf", math.inf),
+    ("max_deadline", "inf", math.inf),
+    ("grace_period", "inf", math.inf),
+    ("grace_period", "-inf", -math.inf),
+    ("upstream_connect_timeout", "nan", math.nan),
+    ("readiness_probe_interval", "inf", math.inf),
+    ("readiness_probe_interval", "-1", -1.0),
+    ("max_message_bytes", str(2**40), 2**40),
+    ("workers", "100000", 100000),
+    ("upstream_pool_size", "0", 0),
+    ("upstream_retries", "1000000", 1000000),
 ]
 
 
-@pytest.mark.parametrize(("name", "text", "literal"), BAD, ids=[f"{n}={t}" for n, t, _ in BAD])
+@pytest.mark.parametrize(("name", "text", "value"), BAD, ids=[f"{n}={t}" for n, t, _ in BAD])
 @pytest.mark.parametrize("origin", ["flag", "env", "toml"])
 def test_out_of_range_is_refused_from_every_origin(
-    tmp_path: Path, name: str, text: str, literal: str, origin: str
+    tmp_path: Path, name: str, text: str, value: float, origin: str
 ) -> None:
     option = next(o for o in config.OPTIONS if o.name == name)
     args, env = parse(), {}
@@ -67,7 +69,7 @@ def test_out_of_range_is_refused_from_every_origin(
         env = {option.env: text}
     else:
         path = tmp_path / "gateway.toml"
-        path.write_text(f"{name} = {literal}\n")
+        path.write_text(tomli_w.dumps({name: value}))
         args = parse("--config", str(path))
     with pytest.raises(config.ConfigError) as refused:
         config.load(args, env)

@@ -6,12 +6,15 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from encord_gateway.access.audit import BadQuery, lookup, query_prefix
+from encord_gateway.config import BY_NAME, FLAG, Layers
 
 EXIT_FOUND, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
+# The variable `serve --audit-log` reads too: the lookup searches where the gateway writes.
+AUDIT_LOG_ENV = BY_NAME["audit_log"].env
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--audit-log",
         action="append",
         metavar="FILE",
-        help="audit log to search, repeatable for rotated files; '-' reads stdin "
-        "[env ENCORD_GATEWAY_AUDIT_LOG]",
+        help=f"audit log to search, repeatable for rotated files; '-' reads stdin [env {AUDIT_LOG_ENV}]",
     )
     find.add_argument("--json", action="store_true", help="print the matching audit records as JSON lines")
 
@@ -61,14 +63,18 @@ def _describe(line: dict[str, Any]) -> str:
     )
 
 
+def audit_logs(args: argparse.Namespace, env: Mapping[str, str]) -> list[str]:
+    """The logs to search: each --audit-log given, else the one $ENCORD_GATEWAY_AUDIT_LOG names, else none."""
+    picked = Layers(vars(args), env).pick("audit_log", env=AUDIT_LOG_ENV)
+    if picked.value is None:
+        return []
+    return list(picked.value) if picked.source == FLAG else [picked.value]
+
+
 def run(args: argparse.Namespace) -> int:
-    paths = args.audit_log or (
-        [os.environ["ENCORD_GATEWAY_AUDIT_LOG"]] if os.environ.get("ENCORD_GATEWAY_AUDIT_LOG") else []
-    )
+    paths = audit_logs(args, os.environ)
     if not paths:
-        print(
-            "encord-gateway: error: give --audit-log FILE (or set ENCORD_GATEWAY_AUDIT_LOG)", file=sys.stderr
-        )
+        print(f"encord-gateway: error: give --audit-log FILE (or set {AUDIT_LOG_ENV})", file=sys.stderr)
         return EXIT_USAGE
     query = args.key
     if query == "-":

@@ -1,4 +1,4 @@
-"""The HTTP/1.1 server: routing, body reading, fault injection, one-write responses and request logs."""
+"""The HTTP/1.1 server: routing, fault injection, one-write responses and request logs (bodies: body.py)."""
 
 from __future__ import annotations
 
@@ -21,17 +21,13 @@ from typing import Any
 from encord_gateway.emulator import errors as e
 from encord_gateway.emulator.admin import ADMIN_PREFIX, Admin
 from encord_gateway.emulator.api import KeyApi, UserApi, parse_json, query_of, to_call
+from encord_gateway.emulator.body import BodyError, ClientGone, read_body
 from encord_gateway.emulator.faults import FaultInjector, FaultKind
 from encord_gateway.emulator.stats import Stats
 from encord_gateway.emulator.store import StoreClosed
 
 USER_PATH = "/public/user"
 KEY_PATH = "/public"
-MAX_BODY_BYTES = 1 << 20
-# An oversized body up to this size is read and thrown away before the refusal, so that the
-# close that follows is a FIN and not a reset that could destroy the answer in flight.
-DRAIN_LIMIT_BYTES = 16 << 20
-MAX_LINE_BYTES = 65_536
 IDLE_TIMEOUT_S = 120.0
 SERVER_NAME = "encord-emulator"
 UNAVAILABLE_BODY = b"Service Unavailable (encord-gateway emulator fault injection)\n"
@@ -55,19 +51,6 @@ def is_loopback(host: str) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped.is_loopback
     return address.is_loopback
-
-
-class BodyError(Exception):
-    """The request body cannot be read; the connection is closed after the answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class ClientGone(Exception):
-    """The client closed the connection mid-body."""
 
 
 @dataclass(frozen=True)
@@ -244,7 +227,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _api(self, path: str) -> tuple[str, tuple[str | None, str | None]]:
         try:
-            body = self._read_body()
+            body = read_body(self.headers, self.rfile)
         except BodyError as exc:
             self.close_connection = True  # the rest of the body is still on the wire
             self._send_error(e.EncordError(e.INVALID_ARGUMENTS_ERROR, exc.message, status=exc.status))
@@ -306,7 +289,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _admin(self, path: str) -> str:
         try:
-            body = self._read_body()
+            body = read_body(self.headers, self.rfile)
         except BodyError as exc:
             self.close_connection = True
             self._send_json(exc.status, {"error": exc.message})
@@ -318,61 +301,9 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json(status, value)
         return "admin" if status == 200 else "admin_error"
 
-    def _read_body(self) -> bytes:
-        encoding = self.headers.get("Transfer-Encoding")
-        if encoding is not None:
-            if encoding.strip().lower() != "chunked":
-                raise BodyError(400, "Only chunked Transfer-Encoding is supported.")
-            return self._read_chunked()
-        raw = self.headers.get("Content-Length")
-        if raw is None:
-            return b""
-        try:
-            length = int(raw)
-        except ValueError:
-            raise BodyError(400, e.MSG_BAD_CONTENT_LENGTH) from None
-        if length < 0:
-            raise BodyError(400, e.MSG_BAD_CONTENT_LENGTH)
-        if length > MAX_BODY_BYTES:
-            if length <= DRAIN_LIMIT_BYTES:
-                while length > 0:
-                    chunk = self.rfile.read(min(length, 1 << 16))
-                    if not chunk:
-                        raise ClientGone
-                    length -= len(chunk)
-            raise BodyError(413, e.MSG_BODY_TOO_LARGE)
-        return self._read_exactly(length)
-
-    def _read_exactly(self, length: int) -> bytes:
-        data = self.rfile.read(length)
-        if len(data) < length:
-            raise ClientGone
-        return data
-
-    def _read_chunked(self) -> bytes:
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            line = self.rfile.readline(MAX_LINE_BYTES)
-            if not line:
-                raise ClientGone
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise BodyError(400, "Malformed chunked body.") from None
-            if size == 0:
-                while self.rfile.readline(MAX_LINE_BYTES) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers carry nothing the emulator uses
-                return b"".join(chunks)
-            total += size
-            if size < 0 or total > MAX_BODY_BYTES:
-                raise BodyError(413, e.MSG_BODY_TOO_LARGE)
-            chunks.append(self._read_exactly(size))
-            self.rfile.readline(MAX_LINE_BYTES)
-
     def _discard_body(self) -> None:
         try:
-            self._read_body()
+            read_body(self.headers, self.rfile)
         except BodyError:
             self.close_connection = True
 
