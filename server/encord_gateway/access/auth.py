@@ -13,6 +13,8 @@ from google.protobuf.message import DecodeError
 
 from encord_gateway import errors
 from encord_gateway.access.inflight import InFlight
+from encord_gateway.access.message_deadline import MessageDeadline
+from encord_gateway.access.open_services import guard_open_service, open_service_ceilings
 from encord_gateway.access.policy import PRINCIPAL, Policy, PolicyHolder, Principal
 from encord_gateway.context import (
     CALLER,
@@ -174,17 +176,14 @@ else:  # generic only in the type stubs
     _Handler = grpc.RpcMethodHandler
 
 
-# Health and reflection need no credentials, so strangers reach them: at most this many of their calls
-# run at once (each holds a worker while it waits for its messages); the rest are refused at once.
-OPEN_SERVICE_CEILINGS = {"/grpc.health.v1.Health/": 16, "/grpc.reflection.": 8}
-
-
-def _first(requests: Iterator[Any]) -> Any:
-    """The one request message of a unary call, read only once the call may run."""
+def _first(
+    requests: Iterator[Any], context: grpc.ServicerContext, deadline: MessageDeadline | None, method: str
+) -> Any:
+    """The one request message of a unary call, read only once the call may run, under the deadline."""
     try:
-        return next(requests)
+        return deadline.read(requests, context, method) if deadline is not None else next(requests)
     except StopIteration:
-        return _UNDECODABLE  # the client closed its side without sending one
+        return _UNDECODABLE  # none came: the client closed its side, or the call was cancelled
 
 
 class AuthInterceptor(_ServerInterceptor):
@@ -192,9 +191,10 @@ class AuthInterceptor(_ServerInterceptor):
 
     A sync gRPC server gives each call a worker thread, which then waits for the request message. So
     each unary method is served as a request-streaming handler: the worker authenticates from the
-    headers, takes one of the caller's `max_in_flight` slots, and only then reads the message. A
-    stranger's header-only streams are refused at once and hold no worker; a caller's are bounded by
-    its slots; health and reflection (no credentials) are bounded by OPEN_SERVICE_CEILINGS.
+    headers, takes one of the caller's `max_in_flight` slots, and only then reads the message, for at
+    most the `deadline`. A stranger's header-only streams are refused at once and hold no worker; a
+    caller's are bounded by its slots and the deadline; health and reflection (no credentials) by
+    their share of the `workers` (open_services.py) and the deadline.
     """
 
     def __init__(
@@ -204,8 +204,12 @@ class AuthInterceptor(_ServerInterceptor):
         mtls: bool,
         finish: Callable[[CallRecord], None] | None = None,
         trace_ids: Callable[[Sequence[tuple[str, Any]]], str] = incoming_trace_id,
+        workers: int = 64,
+        deadline: MessageDeadline | None = None,
     ) -> None:
         self._holder = holder
+        self._ceilings = open_service_ceilings(workers)
+        self._deadline = deadline
         # The frame's: a refused call's trace id is the one its span (if traced) and answer carry.
         self._trace_ids = trace_ids
         self._mtls = mtls
@@ -222,18 +226,14 @@ class AuthInterceptor(_ServerInterceptor):
     ) -> _Handler | None:
         handler = continuation(handler_call_details)
         full_method = handler_call_details.method
-        if handler is None:
-            return handler
+        if handler is None or not full_method.startswith(SERVICE_PREFIX):
+            return guard_open_service(
+                handler, full_method, self._ceilings, self.in_flight, self._deadline, self._guarded
+            )
         built = self._guarded.get(full_method)
         if built is not None and built[0] is handler:
             return built[1]
-        if full_method.startswith(SERVICE_PREFIX):
-            wrapped = self._authenticated(full_method, handler)
-        else:
-            ceiling = next((n for p, n in OPEN_SERVICE_CEILINGS.items() if full_method.startswith(p)), None)
-            if ceiling is None:
-                return handler
-            wrapped = _bounded(handler, self.in_flight, full_method.split("/")[1], ceiling)
+        wrapped = self._authenticated(full_method, handler)
         self._guarded[full_method] = (handler, wrapped)
         return wrapped
 
@@ -267,7 +267,10 @@ class AuthInterceptor(_ServerInterceptor):
                         )
                     except errors.TooManyInFlight as busy:
                         self._refuse(method, None, context, busy, None, principal.name)
-                request = _first(requests)
+                request = _first(requests, context, self._deadline, method)
+                if request is _UNDECODABLE and not context.is_active():
+                    # Cancelled while it waited (its deadline, or the client): nobody is left to answer.
+                    context.abort(grpc.StatusCode.CANCELLED, "no request message")
                 if request is _UNDECODABLE:
                     violation = errors.FieldViolation("request", f"is not a valid {method} request message")
                     self._refuse(
@@ -319,47 +322,3 @@ class AuthInterceptor(_ServerInterceptor):
         if self._finish is not None:
             self._finish(record)
         context.abort_with_status(error.to_status(trace_id))
-
-
-def _bounded(handler: _Handler, in_flight: InFlight, service: str, ceiling: int) -> _Handler:
-    """The open service's handler, run only while one of its `ceiling` slots is free; read after that."""
-
-    def refuse(context: grpc.ServicerContext) -> None:
-        busy = errors.TooManyInFlight(f"{service} already has {ceiling} calls running; retry shortly")
-        context.abort_with_status(busy.to_status(incoming_trace_id(context.invocation_metadata())))
-
-    def slot(context: grpc.ServicerContext) -> contextlib.ExitStack:
-        held = contextlib.ExitStack()
-        try:
-            held.enter_context(in_flight.slot(f"open:{service}", ceiling, service))
-        except errors.TooManyInFlight:
-            refuse(context)  # aborts the call
-        return held
-
-    options = {"request_deserializer": handler.request_deserializer}
-    options["response_serializer"] = handler.response_serializer
-    if handler.unary_unary is not None:
-        unary = handler.unary_unary
-
-        def unary_call(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
-            with slot(context):
-                return unary(next(requests), context)
-
-        return grpc.stream_unary_rpc_method_handler(unary_call, **options)
-    if handler.unary_stream is not None:
-        unary_stream = handler.unary_stream
-
-        def unary_to_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-            with slot(context):
-                yield from unary_stream(next(requests), context)
-
-        return grpc.stream_stream_rpc_method_handler(unary_to_stream, **options)
-    if handler.stream_stream is not None:
-        streaming = handler.stream_stream
-
-        def stream_call(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-            with slot(context):
-                yield from streaming(requests, context)
-
-        return grpc.stream_stream_rpc_method_handler(stream_call, **options)
-    return handler

@@ -16,6 +16,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from encord_gateway.access.auth import AuthInterceptor
 from encord_gateway.access.gatekeeper import Gatekeeper
+from encord_gateway.access.message_deadline import MessageDeadline
+from encord_gateway.access.open_services import HEALTH_PREFIX, OpenServiceGuard
 from encord_gateway.access.ratelimit import SharedBuckets
 from encord_gateway.access.security import Security
 from encord_gateway.api.exactly_once import ExactlyOnce
@@ -79,6 +81,8 @@ class GatewayServer:
             proxy_env=settings.proxy_env,
         )
         audit_observers: list[CallObserver] = [security.audit] if security and security.audit else []
+        # A stream that never sends its request message is cancelled after this, on either port.
+        self.message_deadline = MessageDeadline(settings.request_message_timeout)
         self.frame = RpcFrame(
             settings.default_deadline,
             [*observers, *audit_observers],
@@ -92,7 +96,12 @@ class GatewayServer:
             interceptors = [
                 *interceptors,
                 AuthInterceptor(
-                    security.holder, mtls=mutual, finish=self.frame.finish, trace_ids=self.frame.trace_ids
+                    security.holder,
+                    mtls=mutual,
+                    finish=self.frame.finish,
+                    trace_ids=self.frame.trace_ids,
+                    workers=settings.workers,
+                    deadline=self.message_deadline,
                 ),
             ]
             gatekeeper = gatekeeper or Gatekeeper(security.holder, security.audit, security.limits)
@@ -151,6 +160,8 @@ class GatewayServer:
         if settings.health_listen:
             self._health_server = grpc.server(
                 futures.ThreadPoolExecutor(max_workers=HEALTH_WORKERS, thread_name_prefix="health"),
+                # Every worker may run a probe, none wait past the deadline for a probe's message.
+                interceptors=[OpenServiceGuard({HEALTH_PREFIX: HEALTH_WORKERS}, self.message_deadline)],
                 options=[
                     ("grpc.so_reuseport", int(settings.processes > 1)),
                     ("grpc.max_concurrent_streams", HEALTH_WORKERS),
@@ -240,6 +251,7 @@ class GatewayServer:
             self._health_server.stop(None)  # probes read NOT_SERVING while the calls drained
         stuck = self._busy_workers(wait_s=1.0)
         self.client.close()
+        self.message_deadline.close()
         # A ping runs within the store's timeouts: a connect and a command, and one retry.
         self.store_watch.join(4 * self.settings.state_timeout)
         self.store.close()

@@ -197,6 +197,16 @@ OPTIONS: tuple[Option, ...] = (
         high=64 * 1024 * 1024,
     ),
     Option(
+        "request_message_timeout",
+        "ENCORD_GATEWAY_REQUEST_MESSAGE_TIMEOUT",
+        float,
+        5.0,
+        "seconds a call may wait for its request message (a stream sending none is cancelled)",
+        "SECONDS",
+        low=0.1,
+        high=_HOUR,
+    ),
+    Option(
         "tls_cert", "ENCORD_GATEWAY_TLS_CERT", str, None, "server certificate chain (PEM) for TLS", "PATH"
     ),
     Option("tls_key", "ENCORD_GATEWAY_TLS_KEY", str, None, "server private key (PEM) for TLS", "PATH"),

@@ -36,6 +36,7 @@ class Settings:
     upstream_retries: int = D["upstream_retries"]
     readiness_probe_interval: float = D["readiness_probe_interval"]
     max_message_bytes: int = D["max_message_bytes"]
+    request_message_timeout: float = D["request_message_timeout"]
     tls_cert: str | None = D["tls_cert"]
     tls_key: str | None = D["tls_key"]
     client_ca: str | None = D["client_ca"]
