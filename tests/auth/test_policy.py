@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 import grpc
@@ -114,6 +115,12 @@ def _with(**changes: Any) -> dict[str, Any]:
         (_with(rate_limit={"per_second": 0}), "per_second must be a number above 0"),
         (_with(rate_limit={"per_second": 1, "burst": 0}), "burst must be a whole number"),
         (_with(rate_limit={"per_second": 1, "every": 2}), "rate_limit must be a table"),
+        # Not finite, or beyond any real rate: inf crashed the bucket's ceil(), 1e300 overflowed it.
+        (_with(rate_limit={"per_second": math.inf}), "per_second must be a number above 0 and at most"),
+        (_with(rate_limit={"per_second": math.nan}), "per_second must be a number above 0 and at most"),
+        (_with(rate_limit={"per_second": 1e300}), "per_second must be a number above 0 and at most"),
+        (_with(rate_limit={"per_second": True}), "per_second must be a number above 0 and at most"),
+        (_with(rate_limit={"per_second": 1, "burst": 2**200}), "burst must be a whole number from 1 to"),
         (_with(admin=True), "unknown keys admin"),
         (_with(methods="*"), "methods must be a list"),
         ({"callers": [_with()["callers"][0], {**_with()["callers"][0], "name": "y"}]}, "token sha256"),

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import tomli_w
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
@@ -230,3 +231,13 @@ def test_bad_cpu_list_is_refused(ssh_key_file: Path) -> None:
 def test_pinned_to_one_cpu(ssh_key_file: Path) -> None:
     output = _serves(["--ssh-key-file", str(ssh_key_file), "--cpus", "0"], {})
     assert "listening on" in output
+
+
+def test_a_caller_that_could_hold_every_worker_is_warned_of(key_dir: Path, ssh_key_file: Path) -> None:
+    config = key_dir / "gateway.toml"
+    caller = {"name": "wide", "tokens": [{"sha256": "a" * 64}], "max_in_flight": 8}
+    config.write_text(tomli_w.dumps({"callers": [caller]}))
+    args = ["--ssh-key-file", str(ssh_key_file), "--config", str(config)]
+    warning = "caller may hold every worker: its max_in_flight is not below --workers"
+    assert warning in _serves([*args, "--workers", "8"], {})
+    assert warning not in _serves([*args, "--workers", "9"], {})

@@ -161,15 +161,24 @@ def _ceiling(values: list[str], known: Mapping[Any, str], where: str) -> frozens
     return frozenset(scopes)
 
 
+# A million calls a second, or a burst of a million: far above any gateway's, still exact in a float.
+MAX_RATE = 1_000_000
+
+
 def _rate(value: Any, where: str) -> Rate | None:
     if value is None:
         return None
     if not isinstance(value, dict) or set(value) - {"per_second", "burst"}:
         raise ConfigError(f"{where}: rate_limit must be a table {{ per_second = N, burst = N }}")
     per_second = value.get("per_second")
-    if isinstance(per_second, bool) or not isinstance(per_second, int | float) or not per_second > 0:
-        raise ConfigError(f"{where}: rate_limit.per_second must be a number above 0")
+    # `not 0 < x <= MAX` also refuses NaN; inf and 1e300 would overflow the bucket's arithmetic.
+    if (
+        not isinstance(per_second, int | float)
+        or isinstance(per_second, bool)
+        or not 0 < per_second <= MAX_RATE
+    ):
+        raise ConfigError(f"{where}: rate_limit.per_second must be a number above 0 and at most {MAX_RATE:g}")
     burst = value.get("burst", max(1, math.ceil(per_second)))
-    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-        raise ConfigError(f"{where}: rate_limit.burst must be a whole number of at least 1")
+    if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= MAX_RATE:
+        raise ConfigError(f"{where}: rate_limit.burst must be a whole number from 1 to {MAX_RATE:g}")
     return Rate(float(per_second), burst)

@@ -76,6 +76,11 @@ def warn_about(settings: config.Settings, policy: Policy) -> None:
         if any(t.require_mtls for t in caller.tokens) and not mutual:
             log.warning("caller has tokens valid only with mutual TLS, which is off (no client_ca)",
                         extra=_fields(caller=caller.name))  # fmt: skip
+        if caller.max_in_flight >= settings.workers:
+            # Its calls hanging upstream would take every worker from the other callers.
+            log.warning("caller may hold every worker: its max_in_flight is not below --workers",
+                        extra=_fields(caller=caller.name, max_in_flight=caller.max_in_flight,
+                                      workers=settings.workers))  # fmt: skip
     if policy.callers and not settings.tls_cert and not is_loopback(settings.listen_host):
         log.warning("no TLS on a non-loopback address: bearer tokens cross the network in clear text",
                     extra=_fields(listen=settings.listen))  # fmt: skip
