@@ -62,3 +62,19 @@ def test_without_a_log_the_command_says_how_to_name_one(
     monkeypatch.delenv(AUDIT_LOG_ENV, raising=False)
     assert run(_args("lookup", FINGERPRINT[:8])) == 2
     assert f"give --audit-log FILE (or set {AUDIT_LOG_ENV})" in capsys.readouterr().err
+
+
+def test_a_title_with_line_or_bidi_controls_prints_escaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A trail written before titles were checked, or edited by hand, may hold them raw.
+    trail = tmp_path / "audit.jsonl"
+    record = {"type": "audit", "fingerprint": FINGERPRINT, "created": True, "title": "a\u2028b\u202ec"}
+    trail.write_text(json.dumps(record, ensure_ascii=False) + "\n")
+    monkeypatch.delenv(AUDIT_LOG_ENV, raising=False)
+    for extra in ([], ["--json"]):
+        assert run(_args("lookup", FINGERPRINT[:8], "--audit-log", str(trail), *extra)) == 0
+        out = capsys.readouterr().out
+        assert out.isascii(), out
+        assert "u2028" in out
+        assert "u202e" in out

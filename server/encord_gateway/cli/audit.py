@@ -92,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"encord-gateway: error: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
     for line in found:
-        print(json.dumps(line, ensure_ascii=False) if args.json else _describe(line))
+        # ASCII, as the trail is written: a title with U+2028 or a bidi control prints escaped.
+        print(json.dumps(line) if args.json else _describe(line))
     if not found:
         print(f"no audit record of a key with fingerprint {prefix}", file=sys.stderr)
         return EXIT_NOT_FOUND
