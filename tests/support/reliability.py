@@ -218,6 +218,7 @@ class FaultProxy:
         self._gate = threading.Event()
         self._gate.set()
         self._held = 0
+        self.hold_only = b""
         self._changed = threading.Condition()
         self.forwarded = 0
         self.injected: Counter[str] = Counter()
@@ -256,11 +257,19 @@ class FaultProxy:
 
     # Holding requests (for shutdown tests) ------------------------------------------------------------
 
-    def hold(self) -> None:
+    def hold(self, only_bodies_with: bytes = b"") -> None:
+        """Holds each request from now on (only those whose body has `only_bodies_with`) until release()."""
+        self.hold_only = only_bodies_with
         self._gate.clear()
 
     def release(self) -> None:
         self._gate.set()
+
+    @property
+    def held(self) -> int:
+        """Requests held right now."""
+        with self._changed:
+            return self._held
 
     def wait_held(self, count: int, timeout: float) -> bool:
         with self._changed:
@@ -296,7 +305,7 @@ class FaultProxy:
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         body = handler.rfile.read(int(handler.headers.get("Content-Length", "0")))
-        if not self._gate.is_set():
+        if not self._gate.is_set() and self.hold_only in body:
             with self._changed:
                 self._held += 1
                 self._changed.notify_all()
