@@ -125,9 +125,11 @@ def guard_open_service(
     cached = built.get(full_method)
     if cached is not None and cached[0] is handler:
         return cached[1]
-    ceiling = next((n for prefix, n in ceilings.items() if full_method.startswith(prefix)), None)
-    if ceiling is None:
+    found = next(((prefix, n) for prefix, n in ceilings.items() if full_method.startswith(prefix)), None)
+    if found is None:
         return handler
-    wrapped = bounded(handler, in_flight, full_method.split("/")[1], ceiling, deadline)
+    prefix, ceiling = found
+    # One count per prefix, not per service: reflection's v1 and v1alpha share their ceiling.
+    wrapped = bounded(handler, in_flight, prefix.strip("/."), ceiling, deadline)
     built[full_method] = (handler, wrapped)
     return wrapped
