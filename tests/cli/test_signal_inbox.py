@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from encord_gateway.cli.signals import SignalInbox
+from encord_gateway.signals import SignalInbox
 
 
 @pytest.fixture

@@ -7,9 +7,12 @@ serving, and whoever stopped it waited for the SIGKILL (exit -9, the CI failure 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from encord_gateway.dev.devstack import Service, start_gateway, write_ssh_key
@@ -94,3 +97,27 @@ def test_sigterm_taken_by_a_supervisor_thread_stops_every_worker(tmp_path: Path)
         assert any("worker stopped" in line for line in gateway.output)
     finally:
         gateway.stop()
+
+
+def test_the_dev_stack_stops_on_a_sigterm_taken_by_another_thread() -> None:
+    # `python -m encord_gateway.dev.devstack` serves until interrupted; it slept in signal.pause(), which
+    # a signal delivered to one of its output-draining threads never ended.
+    with subprocess.Popen(
+        [sys.executable, "-m", "encord_gateway.dev.devstack"], stdout=subprocess.PIPE, text=True
+    ) as stack:
+        children: list[str] = []
+        try:
+            assert stack.stdout is not None
+            printed = [stack.stdout.readline() for _ in range(4)]
+            assert any(line.startswith("ENCORD_GATEWAY_ADDRESS=") for line in printed), printed
+            children = Path(f"/proc/{stack.pid}/task/{stack.pid}/children").read_text().split()
+            assert len(children) == 2, children  # the emulator and the gateway
+            signal_thread(stack.pid, min(thread_ids(stack.pid)), signal.SIGTERM)
+            assert stack.wait(20) == 0
+            assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "a child was left running"
+        finally:
+            if stack.poll() is None:  # it did not stop: neither leave it nor its children running
+                stack.kill()
+                for pid in children:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from encord_gateway import config, logs
 from encord_gateway.api.metrics_fleet import FleetMetrics
-from encord_gateway.cli.signals import SignalInbox
+from encord_gateway.signals import SignalInbox
 
 log = logging.getLogger("encord_gateway.cli.processes")
 

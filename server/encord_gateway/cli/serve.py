@@ -25,7 +25,7 @@ from encord_gateway.api.metrics_fleet import share_values
 from encord_gateway.api.server import GatewayServer, HealthPortError
 from encord_gateway.api.tracing import TracingConfig
 from encord_gateway.api.tracing import start as tracing_start
-from encord_gateway.cli.signals import SignalInbox
+from encord_gateway.signals import SignalInbox
 from encord_gateway.upstream.client import UpstreamSetupError
 from encord_gateway.upstream.signing import SigningKeyError, load_signing_key
 

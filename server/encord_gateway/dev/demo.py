@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import signal
 import sys
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 
 from encord_gateway.dev.devstack import DEMO_DATASET, DEMO_PROJECT, Stack, running_stack, stop_on_signals
 from encord_gateway.scopes import DATASET_SCOPES, PROJECT_SCOPES
+from encord_gateway.signals import SignalInbox
 
 
 def mask(api_key: str) -> str:
@@ -108,8 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"  .venv/bin/encord-gateway keys create-dataset-key --gateway {stack.gateway.address} "
                 f"--dataset {DEMO_DATASET} --title demo --scope dataset.read"
             )
-            with contextlib.suppress(KeyboardInterrupt, SystemExit):
-                signal.pause()
+            # Not signal.pause(): it returns only for a signal delivered to the main thread, and the
+            # kernel may give Ctrl-C or SIGTERM to an output-draining or gRPC thread instead.
+            with SignalInbox((signal.SIGINT, signal.SIGTERM)) as stop:
+                stop.get()
     print("\nstopped the gateway and the emulator")
     return 0
 

@@ -21,6 +21,8 @@ import tomli_w
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from encord_gateway.signals import SignalInbox
+
 DEMO_ADMIN = "admin@example.com"
 DEMO_PROJECT = "6ac8a6a4-6a64-4d4b-9a1c-3f1e3c2b9d10"
 DEMO_DATASET = "0c2f1f0e-7f37-4a0e-8c47-1d2e9a6b5f21"
@@ -302,8 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return subprocess.call(command, env={**os.environ, **stack.env})
         for name, value in stack.env.items():
             print(f"{name}={value}", flush=True)
-        with contextlib.suppress(KeyboardInterrupt, SystemExit):
-            signal.pause()
+        # Not signal.pause(): it returns only for a signal delivered to the main thread, and the
+        # kernel may give Ctrl-C or SIGTERM to an output-draining or gRPC thread instead.
+        with SignalInbox((signal.SIGINT, signal.SIGTERM)) as stop:
+            stop.get()
     return 0
 
 

@@ -31,6 +31,12 @@ class SignalInbox:
         self._previous = {sig: signal.signal(sig, _noted) for sig in self._handled}
         self._arrived: deque[int] = deque()
 
+    def __enter__(self) -> SignalInbox:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def get(self, timeout_s: float | None = None) -> int | None:
         """The next signal; None if `timeout_s` passed first (None waits for as long as it takes)."""
         self._reader.settimeout(timeout_s)
