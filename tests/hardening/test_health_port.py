@@ -11,6 +11,7 @@ from encord_gateway.dev.devstack import DEMO_PROJECT, running_stack
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 
 TOKEN = secrets.token_urlsafe(24)
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -37,6 +38,15 @@ def test_the_health_port_serves_health_only_and_reads_the_same_status(tmp_path: 
                     pb.ListProjectApiKeysRequest(project_hash=DEMO_PROJECT), timeout=5
                 )
             assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            for reflection in ("v1", "v1alpha"):
+                info = channel.stream_stream(
+                    f"/grpc.reflection.{reflection}.ServerReflection/ServerReflectionInfo",
+                    request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+                    response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+                )
+                with pytest.raises(grpc.RpcError) as unlisted:
+                    list(info(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+                assert unlisted.value.code() == grpc.StatusCode.UNIMPLEMENTED, reflection
 
 
 def test_a_health_address_that_cannot_be_bound_stops_start_up(tmp_path: Path) -> None:
