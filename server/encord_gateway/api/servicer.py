@@ -59,7 +59,7 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
             lock_name=f"create:{same_request}",
             title=intent.title,
             scopes=intent.scopes,
-            wait_s=_scope(record).deadline.remaining(),
+            wait_s=_context(record).deadline.remaining(),
             list_keys=list_keys,
             mint=mint,
         )
@@ -72,17 +72,17 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
     def _create(
         self, kind: ResourceKind[KeyMessage, Any], request: Checked, record: CallRecord
     ) -> KeyMessage:
-        asked, scope = request.key, _scope(record)
+        asked, context = request.key, _context(record)
         intent = KeyIntent(kind.name, asked.resource_hash, asked.title, asked.scopes)
         with self.gatekeeper.mint(record, intent, validate_only=request.validate_only) as minted:
             if request.validate_only:
-                return self._preview(kind, asked, scope)
+                return self._preview(kind, asked, context)
             key, created, replayed = self._create_once(
                 record,
                 request.request_id,
                 intent,
-                lambda: self.operations.list_keys(kind, asked.resource_hash, scope),
-                lambda: self.operations.create_key(kind, asked, scope),
+                lambda: self.operations.list_keys(kind, asked.resource_hash, context),
+                lambda: self.operations.create_key(kind, asked, context),
             )
             minted.key(key.api_key, key.scopes, created=created, replayed=replayed)
         return kind.message(key)
@@ -92,7 +92,7 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
     ) -> ListMessage:
         resource_hash = request.resource_hash
         access = self.gatekeeper.read(record, KeyIntent(kind.name, resource_hash))
-        keys = self.operations.list_keys(kind, resource_hash, _scope(record))
+        keys = self.operations.list_keys(kind, resource_hash, _context(record))
         if access.reveal_keys:
             self.gatekeeper.revealed(record, [k.fingerprint for k in keys])
         return kind.listing(keys, reveal=access.reveal_keys)
@@ -100,20 +100,20 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
     def _get_or_create(
         self, kind: ResourceKind[KeyMessage, Any], request: Checked, record: CallRecord
     ) -> KeyMessage:
-        master, scope = request.key, _scope(record)
+        master, context = request.key, _context(record)
         intent = KeyIntent(kind.name, master.resource_hash, master.title, master.scopes)
         with self.gatekeeper.mint(record, intent, validate_only=request.validate_only) as minted:
             if request.validate_only:
-                return self._preview(kind, master, scope)
-            key, created = self.operations.get_or_create_key(kind, master.resource_hash, scope)
+                return self._preview(kind, master, context)
+            key, created = self.operations.get_or_create_key(kind, master.resource_hash, context)
             minted.key(key.api_key, key.scopes, created=created)
         return kind.message(key)
 
     def _preview(
-        self, kind: ResourceKind[KeyMessage, Any], asked: KeyRequest, scope: CallContext
+        self, kind: ResourceKind[KeyMessage, Any], asked: KeyRequest, context: CallContext
     ) -> KeyMessage:
         """validate_only: everything short of minting, the resource's existence on Encord included."""
-        self.operations.list_keys(kind, asked.resource_hash, scope)
+        self.operations.list_keys(kind, asked.resource_hash, context)
         return kind.preview(asked)
 
     # The six RPCs ---------------------------------------------------------------------------------
@@ -143,8 +143,8 @@ class ApiKeyServicer(pb_grpc.ApiKeyServiceServicer):
         return self._get_or_create(DATASET, request, record)
 
 
-def _scope(record: CallRecord) -> CallContext:
-    assert record.context is not None, "RpcFrame.begin sets the scope"
+def _context(record: CallRecord) -> CallContext:
+    assert record.context is not None, "RpcFrame.begin sets the context"
     return record.context
 
 

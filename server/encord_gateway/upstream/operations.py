@@ -49,15 +49,15 @@ class KeyOperations:
         self._locks: Locks = locks or MemoryStore().lock
 
     def _call(
-        self, scope: CallContext, query_type: str, method: str, uid: Any, payload: Any, *, retryable: bool
+        self, context: CallContext, query_type: str, method: str, uid: Any, payload: Any, *, retryable: bool
     ) -> Any:
-        call = UpstreamCall(query_type, method, uid, payload, scope.deadline, scope.trace_id, retryable)
-        scope.upstream.append(call.outcome)
+        call = UpstreamCall(query_type, method, uid, payload, context.deadline, context.trace_id, retryable)
+        context.upstream.append(call.outcome)
         return self._client.call(call)
 
-    def create_key(self, kind: ResourceKind[Any, Any], request: KeyRequest, scope: CallContext) -> ApiKey:
+    def create_key(self, kind: ResourceKind[Any, Any], request: KeyRequest, context: CallContext) -> ApiKey:
         uid, payload = kind.create_query(request)
-        answer = self._call(scope, kind.query_type, "POST", uid, payload, retryable=False)
+        answer = self._call(context, kind.query_type, "POST", uid, payload, retryable=False)
         if not kind.keys_carry_hashes:
             # Encord answers with the key's string alone; the rest is what was asked for.
             api_key = _api_key(answer, f"a created {kind.name} key")
@@ -67,9 +67,11 @@ class KeyOperations:
         unknown.log()
         return key
 
-    def list_keys(self, kind: ResourceKind[Any, Any], resource_hash: str, scope: CallContext) -> list[ApiKey]:
+    def list_keys(
+        self, kind: ResourceKind[Any, Any], resource_hash: str, context: CallContext
+    ) -> list[ApiKey]:
         uid, payload = kind.list_query(resource_hash)
-        answer = self._call(scope, kind.query_type, "GET", uid, payload, retryable=True)
+        answer = self._call(context, kind.query_type, "GET", uid, payload, retryable=True)
         unknown = UnknownScopes()
         what = f"a {kind.name} key"  # once per answer, not once per key
         keys = [
@@ -80,16 +82,16 @@ class KeyOperations:
         return keys
 
     def get_or_create_key(
-        self, kind: ResourceKind[Any, Any], resource_hash: str, scope: CallContext
+        self, kind: ResourceKind[Any, Any], resource_hash: str, context: CallContext
     ) -> tuple[ApiKey, bool]:
         """The SDK's get-or-create: the key with every scope (created False), else a new one (True)."""
         with self._locks(
-            f"master:{kind.name}:{resource_hash}", LOCK_LEASE_S, max(0.0, scope.deadline.remaining())
+            f"master:{kind.name}:{resource_hash}", LOCK_LEASE_S, max(0.0, context.deadline.remaining())
         ):
-            for key in self.list_keys(kind, resource_hash, scope):
+            for key in self.list_keys(kind, resource_hash, context):
                 if set(key.scopes) == set(kind.all_scopes):
                     return key, False
-            return self.create_key(kind, kind.master(resource_hash), scope), True
+            return self.create_key(kind, kind.master(resource_hash), context), True
 
 
 # Parsing Encord's answers ---------------------------------------------------
