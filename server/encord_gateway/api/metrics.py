@@ -310,7 +310,7 @@ class GatewayMetrics(MetricsEndpoint):
         self.call_duration.labels(method).observe(max(0.0, record.duration_s))
         if record.code != grpc.StatusCode.OK:
             self.call_errors.labels(method, code, bounded_reason(record.reason)).inc()
-        if record.code == grpc.StatusCode.RESOURCE_EXHAUSTED and record.reason == "RATE_LIMITED":
+        if record.reason == errors.RateLimited.reason:  # the class names its code and reason once
             self.rate_limited(record.method)
 
     def rate_limited(self, method: str) -> None:
