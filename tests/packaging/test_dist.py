@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 import venv
 import zipfile
 from collections.abc import Iterator
@@ -127,3 +128,29 @@ def _no_stray_build_dirs() -> Iterator[None]:
     yield
     if not before and (ROOT / "build").exists():
         subprocess.run(["rm", "-rf", str(ROOT / "build")], check=False)
+
+
+def test_make_dists_sdists_build_and_carry_the_source_but_not_the_tests(tmp_path: Path) -> None:
+    """The sdists `make dist` builds beside the wheels: each holds its package, nothing of tests or bench."""
+    out = tmp_path / "dist"
+    for source in (ROOT / "client_stubs" / "python", ROOT):
+        subprocess.run(
+            [sys.executable, "-m", "build", "--sdist", "--outdir", str(out), str(source)],
+            check=True,
+            capture_output=True,
+            cwd=tmp_path,
+        )
+    members = {}
+    for sdist in out.glob("*.tar.gz"):
+        with tarfile.open(sdist) as archive:
+            # Without the top folder (NAME-VERSION/).
+            members[sdist.name.rsplit("-", 1)[0]] = {
+                m.split("/", 1)[1] for m in archive.getnames() if "/" in m
+            }
+    assert set(members) == {"encord_gateway", "encord_gateway_client"}, sorted(members)
+    gateway, client = members["encord_gateway"], members["encord_gateway_client"]
+    assert {"pyproject.toml", "README.md", "server/encord_gateway/cli/serve.py"} <= gateway
+    assert any(m.startswith("server/encord_gateway/emulator/") and m.endswith(".toml") for m in gateway)
+    assert {"pyproject.toml", "src/encord_gateway_client/v1/api_keys_pb2.py"} <= client
+    for shipped in (gateway, client):
+        assert not [m for m in shipped if m.split("/")[0] in {"tests", "bench", "docs", "deploy", ".venv"}]
