@@ -24,7 +24,7 @@ from encord_gateway.dev.devstack import Service, start_gateway, write_fixture, w
 from encord_gateway.redaction import fingerprint
 from encord_gateway_client.v1 import api_keys_pb2 as pb
 from encord_gateway_client.v1 import api_keys_pb2_grpc as pb_grpc
-from support.fleet import channel_reaching, children
+from support.fleet import channel_reaching, children, client_ports
 from support.reliability import FaultProxy, new_hashes, start_emulator
 from support.secured import callers_toml, sha256
 
@@ -105,26 +105,6 @@ def audited(tmp_path: Path) -> Iterator[Audited]:
         gateway.stop()
         proxy.close()
         emulator.stop()
-
-
-def client_ports(port: int, pid: int) -> set[int]:
-    """The client ports of the established connections to local `port` that `pid` holds."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = fd.readlink().as_posix()
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:[") : -1])
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == "01" and fields[9] in inodes:
-                ports.add(int(fields[2].rsplit(":", 1)[1], 16))
-    return ports
 
 
 def peer_port(record: dict[str, Any]) -> int:

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from encord_gateway.dev.devstack import Service, start_gateway, write_ssh_key
@@ -47,47 +48,43 @@ def stopped_cleanly(gateway: Service) -> None:
     assert any('"stopped"' in line for line in gateway.output)
 
 
-def test_sigterm_taken_by_a_grpc_thread_stops_the_gateway(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def running_gateway(tmp_path: Path, *args: str) -> Iterator[Service]:
+    """A gateway signing with a fresh key, stopped at the end whatever the test did to it."""
     key_file = tmp_path / "id_ed25519"
     write_ssh_key(key_file)
-    gateway = start_gateway(UNREACHABLE, key_file)
+    gateway = start_gateway(UNREACHABLE, key_file, *args)
     try:
-        signal_thread(gateway.process.pid, a_grpc_thread(gateway.process.pid), signal.SIGTERM)
-        stopped_cleanly(gateway)
+        yield gateway
     finally:
         gateway.stop()
+
+
+def to_a_grpc_thread(gateway: Service, sig: signal.Signals) -> None:
+    signal_thread(gateway.process.pid, a_grpc_thread(gateway.process.pid), sig)
+
+
+def test_sigterm_taken_by_a_grpc_thread_stops_the_gateway(tmp_path: Path) -> None:
+    with running_gateway(tmp_path) as gateway:
+        to_a_grpc_thread(gateway, signal.SIGTERM)
+        stopped_cleanly(gateway)
 
 
 def test_sighup_taken_by_a_grpc_thread_reloads_the_config(tmp_path: Path) -> None:
-    key_file = tmp_path / "id_ed25519"
-    write_ssh_key(key_file)
     config = tmp_path / "gateway.toml"
     config.write_text("")
-    gateway = start_gateway(UNREACHABLE, key_file, "--config", str(config))
-    try:
-        signal_thread(gateway.process.pid, a_grpc_thread(gateway.process.pid), signal.SIGHUP)
-        assert gateway.wait_for_line(lambda line: "config reloaded" in line, timeout=10), "".join(
-            gateway.output
-        )
-        signal_thread(gateway.process.pid, a_grpc_thread(gateway.process.pid), signal.SIGTERM)
+    with running_gateway(tmp_path, "--config", str(config)) as gateway:
+        to_a_grpc_thread(gateway, signal.SIGHUP)
+        reloaded = gateway.wait_for_line(lambda line: "config reloaded" in line, timeout=10)
+        assert reloaded, "".join(gateway.output)
+        to_a_grpc_thread(gateway, signal.SIGTERM)
         stopped_cleanly(gateway)
-    finally:
-        gateway.stop()
 
 
 def test_sigterm_taken_by_a_supervisor_thread_stops_every_worker(tmp_path: Path) -> None:
-    key_file = tmp_path / "id_ed25519"
-    write_ssh_key(key_file)
-    args = [
-        "--processes",
-        "2",
-        "--state-url",
-        f"sqlite:///{tmp_path / 'state.db'}",
-        "--metrics-listen",
-        "127.0.0.1:0",
-    ]
-    gateway = start_gateway(UNREACHABLE, key_file, *args)
-    try:
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    args = ("--processes", "2", "--state-url", state, "--metrics-listen", "127.0.0.1:0")
+    with running_gateway(tmp_path, *args) as gateway:
         # The supervisor creates no gRPC object; its other threads serve the fleet's /metrics.
         supervisor = gateway.process.pid
         others = thread_ids(supervisor)
@@ -95,8 +92,6 @@ def test_sigterm_taken_by_a_supervisor_thread_stops_every_worker(tmp_path: Path)
         signal_thread(supervisor, min(others), signal.SIGTERM)
         stopped_cleanly(gateway)
         assert any("worker stopped" in line for line in gateway.output)
-    finally:
-        gateway.stop()
 
 
 def test_the_dev_stack_stops_on_a_sigterm_taken_by_another_thread() -> None:

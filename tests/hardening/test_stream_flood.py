@@ -19,6 +19,7 @@ import ssl
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -38,7 +39,7 @@ from support.h2_flood import (
     reset_peak,
     wait_answered,
 )
-from support.secured import secured_stack, sha256
+from support.secured import Secured, secured_stack, sha256
 
 TOKEN = secrets.token_urlsafe(24)
 CALLER: dict[str, Any] = {
@@ -99,6 +100,19 @@ def real_calls(target: Target) -> tuple[Callable[[], Any], Callable[[], Any]]:
     return listing, check
 
 
+def tls_target(
+    secured: Secured, channel: grpc.Channel, raw_client: tuple[Path, Path] | None = None
+) -> Target:
+    """The real caller (token TOKEN) on `channel`; the raw client speaks h2 over TLS, with a certificate
+    (`raw_client`: cert and key files) when given one."""
+    tls = ssl.create_default_context(cadata=secured.ca.cert_pem.decode())
+    if raw_client is not None:
+        tls.load_cert_chain(*raw_client)
+    tls.set_alpn_protocols(["h2"])
+    metadata = (("authorization", f"Bearer {TOKEN}"),)
+    return Target(secured.address, secured.stack.gateway.process.pid, channel, metadata, tls)
+
+
 @pytest.fixture(scope="module", params=["plaintext", "tls"])
 def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     workdir = tmp_path_factory.mktemp(f"flood-{request.param}")
@@ -118,15 +132,7 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             )
         return
     with secured_stack(workdir, [CALLER], mutual=False, gateway_args=args) as secured:
-        tls = ssl.create_default_context(cadata=secured.ca.cert_pem.decode())
-        tls.set_alpn_protocols(["h2"])
-        yield Target(
-            secured.address,
-            secured.stack.gateway.process.pid,
-            secured.channel(),
-            (("authorization", f"Bearer {TOKEN}"),),
-            tls,
-        )
+        yield tls_target(secured, secured.channel())
 
 
 @pytest.mark.parametrize("path", [LIST_PATH, REFLECTION_PATH], ids=["api", "reflection"])
@@ -207,30 +213,24 @@ def test_a_caller_holding_streams_open_takes_only_its_max_in_flight(
     greedy["max_in_flight"] = GREEDY_CEILING
     workdir = tmp_path_factory.mktemp("greedy")
     args = ["--workers", "16", "--request-message-timeout", str(HELD_S)]
-    with secured_stack(workdir, [CALLER, greedy], mutual=False, gateway_args=args) as secured:
-        tls = ssl.create_default_context(cadata=secured.ca.cert_pem.decode())
-        tls.set_alpn_protocols(["h2"])
-        with secured.channel() as channel:
-            target = Target(
-                secured.address,
-                secured.stack.gateway.process.pid,
-                channel,
-                (("authorization", f"Bearer {TOKEN}"),),
-                tls,
-            )
-            listing, _ = real_calls(target)
-            listing()
-            base = timed(listing)
-            held = HeldConnection(target, LIST_PATH, 64, (("authorization", f"Bearer {GREEDY_TOKEN}"),))
-            try:
-                held.open()
-                assert held.wait_read(30)
-                wait_answered([held], 64 - GREEDY_CEILING)
-                # 64 streams on 16 workers: all but the caller's 4 slots are refused at once.
-                assert held.tally() == {RESOURCE_EXHAUSTED: 64 - GREEDY_CEILING}, held.tally()
-                assert timed(listing) <= LATENCY_RATIO * base
-            finally:
-                held.close()
+    with (
+        secured_stack(workdir, [CALLER, greedy], mutual=False, gateway_args=args) as secured,
+        secured.channel() as channel,
+    ):
+        target = tls_target(secured, channel)
+        listing, _ = real_calls(target)
+        listing()
+        base = timed(listing)
+        held = HeldConnection(target, LIST_PATH, 64, (("authorization", f"Bearer {GREEDY_TOKEN}"),))
+        try:
+            held.open()
+            assert held.wait_read(30)
+            wait_answered([held], 64 - GREEDY_CEILING)
+            # 64 streams on 16 workers: all but the caller's 4 slots are refused at once.
+            assert held.tally() == {RESOURCE_EXHAUSTED: 64 - GREEDY_CEILING}, held.tally()
+            assert timed(listing) <= LATENCY_RATIO * base
+        finally:
+            held.close()
 
 
 def test_a_stranger_with_a_certificate_of_the_client_ca_holds_no_worker(
@@ -240,21 +240,10 @@ def test_a_stranger_with_a_certificate_of_the_client_ca_holds_no_worker(
     workdir = tmp_path_factory.mktemp("flood-mtls")
     args = ["--workers", str(WORKERS), "--request-message-timeout", str(HELD_S)]
     with secured_stack(workdir, [CALLER], mutual=True, gateway_args=args) as secured:
-        stranger_cert, stranger_key = secured.ca.issue("stranger", uris=("spiffe://test/stranger",)).write(
-            workdir, "stranger"
-        )
-        tls = ssl.create_default_context(cadata=secured.ca.cert_pem.decode())
-        tls.load_cert_chain(stranger_cert, stranger_key)
-        tls.set_alpn_protocols(["h2"])
+        stranger = secured.ca.issue("stranger", uris=("spiffe://test/stranger",)).write(workdir, "stranger")
         real_client = secured.ca.issue("real", uris=("spiffe://test/real",))
         with secured.channel(client=real_client) as channel:
-            target = Target(
-                secured.address,
-                secured.stack.gateway.process.pid,
-                channel,
-                (("authorization", f"Bearer {TOKEN}"),),
-                tls,
-            )
+            target = tls_target(secured, channel, raw_client=stranger)
             listing, check = real_calls(target)
             listing(), check()
             base_list = timed(listing)

@@ -204,8 +204,8 @@ def children(pid: int) -> set[int]:
     return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
 
 
-def connections_to(port: int, pid: int, state: str = "01") -> int:
-    """TCP sockets on local `port` in `state` (01 established, 0A listening) among `pid`'s descriptors."""
+def _sockets(port: int, pid: int, state: str) -> Iterator[list[str]]:
+    """The /proc/net/tcp rows of TCP sockets on local `port` in `state` among `pid`'s descriptors."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -214,14 +214,22 @@ def connections_to(port: int, pid: int, state: str = "01") -> int:
             continue
         if target.startswith("socket:["):
             inodes.add(target[len("socket:[") : -1])
-    count = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             local_port = int(fields[1].rsplit(":", 1)[1], 16)
             if local_port == port and fields[3] == state and fields[9] in inodes:
-                count += 1
-    return count
+                yield fields
+
+
+def connections_to(port: int, pid: int, state: str = "01") -> int:
+    """TCP sockets on local `port` in `state` (01 established, 0A listening) among `pid`'s descriptors."""
+    return sum(1 for _ in _sockets(port, pid, state))
+
+
+def client_ports(port: int, pid: int) -> set[int]:
+    """The client ports of the established connections to local `port` that `pid` holds."""
+    return {int(fields[2].rsplit(":", 1)[1], 16) for fields in _sockets(port, pid, "01")}
 
 
 # Calls ---------------------------------------------------------------------------------------------------

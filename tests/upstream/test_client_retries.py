@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import pytest
 from encord_gateway import config, errors
 from encord_gateway.context import Deadline
-from encord_gateway.dev.devstack import write_ssh_key
 from encord_gateway.upstream import http1
 from encord_gateway.upstream.client import (
     EncordClient,
@@ -23,7 +21,7 @@ from encord_gateway.upstream.client import (
     UpstreamSetupError,
     encode_body,
 )
-from encord_gateway.upstream.signing import SigningKey, load_signing_key
+from encord_gateway.upstream.signing import SigningKey
 
 OK = http1.Response(200, {}, json.dumps({"status": 200, "response": "0-new-key"}).encode())
 
@@ -61,14 +59,6 @@ def scripted(*script: http1.Response | Exception) -> Handler:
 
 
 MakeClient = Callable[..., EncordClient]
-
-
-@pytest.fixture
-def key(tmp_path: Path) -> SigningKey:
-    write_ssh_key(tmp_path / "key")
-    return load_signing_key(
-        key_file=str(tmp_path / "key"), key_text=None, passphrase=None, source="--ssh-key-file"
-    )
 
 
 @pytest.fixture

@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 from encord_gateway import errors
 from encord_gateway.context import Deadline
-from encord_gateway.dev.devstack import write_ssh_key
 from encord_gateway.upstream.client import TRANSIENT_HTTP_STATUSES, EncordClient, RetryPolicy, UpstreamCall
-from encord_gateway.upstream.signing import SigningKey, load_signing_key
+from encord_gateway.upstream.signing import SigningKey
 from support.loopback import Server
-from upstream.http1.peers import replying
+from upstream.http1.peers import Serve, replying
 
 API_DOCS = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 # More attempts than any test needs, and no pause between them (RetryPolicy.backoff is uniform(0, 0)).
@@ -52,31 +51,12 @@ TRANSIENT_ANSWERS = [
 
 
 @pytest.fixture
-def key(tmp_path: Path) -> SigningKey:
-    write_ssh_key(tmp_path / "key")
-    return load_signing_key(
-        key_file=str(tmp_path / "key"), key_text=None, passphrase=None, source="--ssh-key-file"
-    )
-
-
-@pytest.fixture
-def servers() -> Iterator[list[Server]]:
-    started: list[Server] = []
-    yield started
-    for server in started:
-        server.close()
-    for server in started:
-        assert not server.errors, server.errors
-
-
-@pytest.fixture
-def upstream(key: SigningKey, servers: list[Server]) -> Iterator[Start]:
+def upstream(key: SigningKey, serve: Serve) -> Iterator[Start]:
     """upstream(*replies): a loopback Encord answering each request with the next reply, and a client."""
     clients: list[EncordClient] = []
 
     def start(*replies: bytes) -> tuple[Server, EncordClient]:
-        server = Server(replying(*replies))
-        servers.append(server)
+        server = serve(replying(*replies))
         encord = EncordClient(f"http://127.0.0.1:{server.port}", key, retry=POLICY)
         clients.append(encord)
         return server, encord

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import Any, NoReturn, cast
 
 import grpc
 from encord_gateway_client.v1 import api_keys_pb2 as pb
@@ -14,8 +14,14 @@ from google.protobuf.message import DecodeError
 from encord_gateway import errors
 from encord_gateway.access.inflight import InFlight
 from encord_gateway.access.message_deadline import MessageDeadline
-from encord_gateway.access.open_services import guard_open_service, open_service_ceilings
+from encord_gateway.access.open_services import (
+    Handler,
+    Interceptor,
+    guard_open_service,
+    open_service_ceilings,
+)
 from encord_gateway.access.policy import PRINCIPAL, Policy, PolicyHolder, Principal
+from encord_gateway.config import DEFAULTS
 from encord_gateway.context import (
     CALLER,
     AuditFacts,
@@ -168,14 +174,6 @@ class _WithoutCredentials:
         return getattr(self._context, name)
 
 
-if TYPE_CHECKING:
-    _ServerInterceptor = grpc.ServerInterceptor[Any, Any]
-    _Handler = grpc.RpcMethodHandler[Any, Any]
-else:  # generic only in the type stubs
-    _ServerInterceptor = grpc.ServerInterceptor
-    _Handler = grpc.RpcMethodHandler
-
-
 def _first(
     requests: Iterator[Any], context: grpc.ServicerContext, deadline: MessageDeadline | None, method: str
 ) -> Any:
@@ -186,7 +184,7 @@ def _first(
         return _UNDECODABLE  # none came: the client closed its side, or the call was cancelled
 
 
-class AuthInterceptor(_ServerInterceptor):
+class AuthInterceptor(Interceptor):
     """Authenticates every ApiKeyService call before its request is read; bounds the open services.
 
     A sync gRPC server gives each call a worker thread, which then waits for the request message. So
@@ -204,7 +202,7 @@ class AuthInterceptor(_ServerInterceptor):
         mtls: bool,
         finish: Callable[[CallRecord], None] | None = None,
         trace_ids: Callable[[Sequence[tuple[str, Any]]], str] = incoming_trace_id,
-        workers: int = 64,
+        workers: int = DEFAULTS["workers"],
         deadline: MessageDeadline | None = None,
     ) -> None:
         self._holder = holder
@@ -217,13 +215,13 @@ class AuthInterceptor(_ServerInterceptor):
         self._finish = finish
         self.in_flight = InFlight()
         # grpc asks for the handler on every call; the guarded one is built once per method.
-        self._guarded: dict[str, tuple[_Handler, _Handler]] = {}
+        self._guarded: dict[str, tuple[Handler, Handler]] = {}
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], _Handler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> _Handler | None:
+    ) -> Handler | None:
         handler = continuation(handler_call_details)
         full_method = handler_call_details.method
         if handler is None or not full_method.startswith(SERVICE_PREFIX):
@@ -237,7 +235,7 @@ class AuthInterceptor(_ServerInterceptor):
         self._guarded[full_method] = (handler, wrapped)
         return wrapped
 
-    def _authenticated(self, full_method: str, handler: _Handler) -> _Handler:
+    def _authenticated(self, full_method: str, handler: Handler) -> Handler:
         inner = handler.unary_unary
         if inner is None:
             # Every ApiKeyService method is unary; anything else would slip past the check, so refuse it.

@@ -11,21 +11,22 @@ import grpc
 from encord_gateway import errors
 from encord_gateway.access.inflight import InFlight
 from encord_gateway.access.message_deadline import MessageDeadline
+from encord_gateway.config import DEFAULTS
 from encord_gateway.context import incoming_trace_id
 
-if TYPE_CHECKING:
-    _ServerInterceptor = grpc.ServerInterceptor[Any, Any]
-    _Handler = grpc.RpcMethodHandler[Any, Any]
+if TYPE_CHECKING:  # the access layer's interceptors and handlers, typed once
+    Interceptor = grpc.ServerInterceptor[Any, Any]
+    Handler = grpc.RpcMethodHandler[Any, Any]
 else:  # generic only in the type stubs
-    _ServerInterceptor = grpc.ServerInterceptor
-    _Handler = grpc.RpcMethodHandler
+    Interceptor = grpc.ServerInterceptor
+    Handler = grpc.RpcMethodHandler
 
 # Strangers reach these, and each of their calls holds a worker while it waits for its messages: at most
 # this many of them run at once with the default 64 workers, and the same share of a smaller pool (at
 # least one each); the rest are refused at once. Together they never take more than 3/8 of the workers.
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 OPEN_SERVICE_CEILINGS = {HEALTH_PREFIX: 16, "/grpc.reflection.": 8}
-_AT_WORKERS = 64
+_AT_WORKERS = DEFAULTS["workers"]
 
 
 def open_service_ceilings(workers: int) -> dict[str, int]:
@@ -34,8 +35,8 @@ def open_service_ceilings(workers: int) -> dict[str, int]:
 
 
 def bounded(
-    handler: _Handler, in_flight: InFlight, service: str, ceiling: int, deadline: MessageDeadline | None
-) -> _Handler:
+    handler: Handler, in_flight: InFlight, service: str, ceiling: int, deadline: MessageDeadline | None
+) -> Handler:
     """The open service's handler, run only while one of its `ceiling` slots is free, its messages read
     under `deadline` after that: a stream that sends nothing is cancelled and gives its slot back."""
 
@@ -91,14 +92,14 @@ def bounded(
     return handler
 
 
-class OpenServiceGuard(_ServerInterceptor):
+class OpenServiceGuard(Interceptor):
     """The bound and the deadline alone, for a server that serves no ApiKeyService: the probe port."""
 
     def __init__(self, ceilings: dict[str, int], deadline: MessageDeadline | None) -> None:
         self._ceilings = ceilings
         self._deadline = deadline
         self.in_flight = InFlight()
-        self._guarded: dict[str, tuple[_Handler, _Handler]] = {}
+        self._guarded: dict[str, tuple[Handler, Handler]] = {}
 
     def intercept_service(self, continuation: Any, handler_call_details: grpc.HandlerCallDetails) -> Any:
         return guard_open_service(
@@ -112,13 +113,13 @@ class OpenServiceGuard(_ServerInterceptor):
 
 
 def guard_open_service(
-    handler: _Handler | None,
+    handler: Handler | None,
     full_method: str,
     ceilings: dict[str, int],
     in_flight: InFlight,
     deadline: MessageDeadline | None,
-    built: dict[str, tuple[_Handler, _Handler]],
-) -> _Handler | None:
+    built: dict[str, tuple[Handler, Handler]],
+) -> Handler | None:
     """`handler` bounded if `full_method` is an open service's; built once per method (grpc asks per call)."""
     if handler is None:
         return None

@@ -1,4 +1,4 @@
-"""Fixtures of the Http1Client tests: loopback servers, clients closed after each test, a test CA."""
+"""Fixtures of the Http1Client tests: clients closed after each test, a test CA (servers: ../conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,25 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 from encord_gateway.upstream.http1 import Http1Client
-from support.loopback import Handler, Server
 from support.pki import Authority
-from upstream.http1.peers import MakeClient, Serve, Tls
-
-
-@pytest.fixture
-def serve() -> Iterator[Serve]:
-    servers: list[Server] = []
-
-    def start(handler: Handler, tls: ssl.SSLContext | None = None) -> Server:
-        server = Server(handler, tls)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
-    for server in servers:
-        assert not server.errors, server.errors
+from upstream.http1.peers import MakeClient, Tls
 
 
 @pytest.fixture
